@@ -1,0 +1,112 @@
+"""The ``emolib`` command line: run the study, check parameters, write demo data, extract landmarks."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from emolib.errors import EmolibError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from emolib.config import load_params
+    from emolib.runner import parse_stages, run_study
+
+    params = load_params(args.params, overrides=args.set)
+    stages = parse_stages(args.stages)
+    out = Path(args.out) if args.out else Path("runs") / params.name
+    manifest = run_study(params, args.params, out, stages=stages, kernel=args.kernel, force=args.force)
+    done = [s for s, e in manifest["stages"].items() if e.get("status") == "complete"]
+    print(f"run folder: {out}  ({len(done)} stage(s) complete: {', '.join(done)})")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from emolib.config import load_params
+
+    params = load_params(args.params, overrides=args.set)
+    print(f"{args.params}: valid (source={params.data.source}, frames={params.frames}, "
+          f"emotions={len(params.emotions)}, seeds={params.seeds}, K={params.pruning.k})")
+    return 0
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from emolib.demo import write_demo_dataset
+
+    out = write_demo_dataset(Path(args.out_dir), seed=args.seed, subjects=args.subjects,
+                             frames_per_sequence=args.frames)
+    print(f"demo dataset written to {out}")
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from emolib.config import parse_params
+    from emolib.extraction import prepare_landmarks
+    from emolib.run_folder import RunFolder
+
+    raw = {"name": "extract", "frames": args.frames,
+           "data": {"source": args.source, "path": str(args.path), "flip": not args.no_flip,
+                    "workers": args.workers}}
+    params = parse_params(raw, source="emolib extract", overrides=args.set)
+    run = RunFolder(Path(args.out)).ensure()
+    data = prepare_landmarks(params, run)
+    print(f"{len(data)} samples, {data.frames} frames, {data.n_landmarks} landmarks -> {run.landmarks}")
+    print(f"extraction report: {run.extraction_report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emolib",
+        description="Explainable landmark-based emotion recognition (T-EMO / R-EMO, global IG, pruning).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the study's notebooks into a run folder")
+    p.add_argument("params", help="parameters YAML (e.g. params/demo.yaml)")
+    p.add_argument("--out", help="run folder (default: runs/<name>)")
+    p.add_argument("--kernel", help="Jupyter kernel to execute with (default: the notebooks' own)")
+    p.add_argument("--stages", help="comma-separated stages to run, e.g. 01,02 (default: all)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a parameter, e.g. --set train.epochs=5 (repeatable)")
+    p.add_argument("--force", action="store_true", help="redo stages even if complete")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("check", help="validate a parameters file")
+    p.add_argument("params")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("demo-data", help="write the embedded demo dataset (CK+ layout)")
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--subjects", type=int, default=12)
+    p.add_argument("--frames", type=int, default=12, help="frames per sequence")
+    p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser("extract", help="extract MediaPipe landmarks only (writes landmarks.npz)")
+    p.add_argument("path", help="CK+ folder, or a folder of videos with labels.csv")
+    p.add_argument("--source", choices=["ckplus", "videos", "demo"], default="ckplus")
+    p.add_argument("--out", required=True, help="output folder (gets data/landmarks.npz)")
+    p.add_argument("--frames", type=int, default=10, help="resample every sequence to this many frames")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-flip", action="store_true", help="skip flip augmentation")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_extract)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except EmolibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

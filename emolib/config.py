@@ -1,0 +1,298 @@
+"""Parameters: YAML files validated into typed settings.
+
+A misspelled or unknown key, a wrong type or an impossible value is refused before anything runs,
+with the file, the key and what was expected. Every section forbids unknown keys.
+
+Usage::
+
+    params = load_params("params/demo.yaml", overrides=["train.epochs=5"])
+    params.data.source, params.frames, params.ig.steps
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emolib import EMOTIONS, N_LANDMARKS
+from emolib.errors import ParamsError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DemoSettings(_Section):
+    """The embedded demo dataset (see DESIGN.md, "Embedded demo dataset")."""
+
+    subjects: int = Field(12, ge=3, le=500, description="number of synthetic subjects")
+    frames_per_sequence: int = Field(12, ge=2, le=200, description="frames written per sequence")
+    contempt_sequences: int = Field(2, ge=0, description="contempt sequences (left out, counted)")
+    image_size: int = Field(360, ge=160, le=1024, description="side of the square frames written")
+    seed: int = Field(0, ge=0, description="generator seed (deterministic output)")
+
+
+class MissingFaceSettings(_Section):
+    """What to do with frames where MediaPipe finds no face."""
+
+    fill: Literal["neighbours", "drop_sequence"] = "neighbours"
+    max_missing_fraction: float = Field(
+        0.5, ge=0.0, le=1.0, description="drop a sequence when more than this fraction has no face"
+    )
+
+
+class DataSettings(_Section):
+    source: Literal["demo", "ckplus", "videos", "landmarks"] = "demo"
+    path: Optional[str] = Field(
+        None,
+        description="ckplus: the folder holding cohn-kanade-images/ and Emotion/; videos: the folder "
+        "holding labels.csv; landmarks: a landmarks.npz; demo: where to write the generated "
+        "dataset (default: <run>/data/demo_source)",
+    )
+    flip: bool = Field(True, description="flip augmentation (mirror horizontally) doubles the data")
+    normalize: Literal["standardize", "none"] = "standardize"
+    crop_size: int = Field(300, ge=64, le=1024, description="face crop side (paper: 300 x 300 grey)")
+    workers: int = Field(2, ge=1, le=64, description="extraction worker processes")
+    min_detection_confidence: float = Field(0.5, gt=0.0, le=1.0)
+    missing_face: MissingFaceSettings = MissingFaceSettings()
+    demo: DemoSettings = DemoSettings()
+
+
+class ModelSettings(_Section):
+    """Architecture: Conv2D -> BatchNorm -> Flatten -> LSTM -> Dropout -> FC1 -> Dense(2)."""
+
+    filters: int = Field(16, ge=1, description="F, convolutional filters")
+    lstm_units: int = Field(32, ge=1, description="Q, LSTM units")
+    fc_units: int = Field(32, ge=1, description="R, FC1 neurons")
+    kernel_size: tuple[int, int] = Field((2, 3), description="conv kernel (coordinates, landmarks)")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    fc_activation: Literal["relu", "tanh", "sigmoid", "elu"] = "relu"
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _kernel_ok(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] not in (1, 2) or value[1] < 1:
+            raise ValueError("kernel_size must be [1 or 2, >= 1] (coordinates x landmarks)")
+        return value
+
+
+class TrainSettings(_Section):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-4, gt=0.0)
+    patience: int = Field(15, ge=1, description="early stopping patience (epochs) on validation loss")
+    class_weight: Literal["balanced", "none"] = "balanced"
+    threads: int = Field(0, ge=0, description="TensorFlow intra-op threads (0: TensorFlow's default)")
+
+
+class GridSettings(_Section):
+    """Grid search over F, Q, R for T-EMO on validation data (R-EMO reuses the choice)."""
+
+    enabled: bool = False
+    filters: list[int] = Field(default_factory=lambda: [16, 25, 39])
+    lstm_units: list[int] = Field(default_factory=lambda: [31, 58])
+    fc_units: list[int] = Field(default_factory=lambda: [34, 63])
+    seed: int = Field(0, description="seed of the partition the grid search validates on")
+
+    @field_validator("filters", "lstm_units", "fc_units")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if not values:
+            raise ValueError("a grid axis needs at least one value")
+        if any(v < 1 for v in values):
+            raise ValueError(f"grid values must be >= 1, got {values}")
+        return values
+
+
+class SvmSettings(_Section):
+    enabled: bool = True
+    c: float = Field(1.0, gt=0.0)
+
+
+class IgSettings(_Section):
+    steps: int = Field(50, ge=1, description="m, interpolation steps of equation (2)")
+    rule: Literal["riemann_right", "trapezoid", "gauss_legendre"] = "riemann_right"
+    inputs: Literal["positives", "all"] = "positives"
+    typical: Literal["most_confident", "medoid"] = "most_confident"
+    max_samples: Optional[int] = Field(None, ge=1, description="cap on explained samples per emotion")
+    batch_size: int = Field(512, ge=1, description="interpolated samples per gradient chunk")
+    seed: Optional[int] = Field(None, description="which seed's models to explain (default: first)")
+
+
+class PruningSettings(_Section):
+    k: list[int] = Field(default_factory=lambda: [234, 128, 64, 32, 16])
+    random_control: bool = True
+    grid_search: bool = False
+
+    @field_validator("k")
+    @classmethod
+    def _k_ok(cls, values: list[int]) -> list[int]:
+        bad = [v for v in values if not 1 <= v <= N_LANDMARKS]
+        if bad:
+            raise ValueError(f"every K must lie in 1..{N_LANDMARKS}, got {bad}")
+        return sorted(set(values), reverse=True)
+
+
+class ReportSettings(_Section):
+    top_k_figure: list[int] = Field(
+        default_factory=lambda: [468, 234, 128, 64, 32, 16], description="K values in Figure 3"
+    )
+
+
+class Params(_Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataSettings = DataSettings()
+    frames: int = Field(10, ge=2, le=500, description="P, every sequence resampled to this many frames")
+    emotions: list[str] = Field(default_factory=lambda: list(EMOTIONS))
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    split: Literal["subject", "random"] = "subject"
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    grid: GridSettings = GridSettings()
+    svm: SvmSettings = SvmSettings()
+    ig: IgSettings = IgSettings()
+    pruning: PruningSettings = PruningSettings()
+    report: ReportSettings = ReportSettings()
+
+    @field_validator("emotions")
+    @classmethod
+    def _emotions_ok(cls, values: list[str]) -> list[str]:
+        unknown = [v for v in values if v not in EMOTIONS]
+        if unknown:
+            raise ValueError(f"unknown emotion(s) {unknown}; expected a subset of {list(EMOTIONS)}")
+        if len(set(values)) < 2:
+            raise ValueError("at least two distinct emotions are needed for one-vs-rest models")
+        return [e for e in EMOTIONS if e in values]
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_ok(cls, values: list[int]) -> list[int]:
+        if not values:
+            raise ValueError("at least one seed is needed")
+        if len(set(values)) != len(values):
+            raise ValueError(f"seeds repeat: {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Params":
+        if self.data.source in ("ckplus", "videos", "landmarks") and not self.data.path:
+            raise ValueError(f"data.path is required when data.source is {self.data.source!r}")
+        if self.ig.seed is not None and self.ig.seed not in self.seeds:
+            raise ValueError(f"ig.seed {self.ig.seed} is not one of seeds {self.seeds}")
+        if self.test_fraction + self.val_fraction >= 0.9:
+            raise ValueError("test_fraction + val_fraction must leave at least 10% for training")
+        return self
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def ig_seed(self) -> int:
+        """The seed whose 468-landmark models global IG explains."""
+        return self.seeds[0] if self.ig.seed is None else self.ig.seed
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short stable hash of the named top-level sections (all when none are named)."""
+        dumped = self.model_dump(mode="json")
+        chosen = {k: dumped[k] for k in (sections or dumped.keys())}
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# Which top-level sections each stage depends on (its own and upstream ones): a stage is redone
+# when any of these change.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "01_data_prep": ("data", "frames", "emotions"),
+    "02_training": ("data", "frames", "emotions", "seeds", "split", "test_fraction",
+                    "val_fraction", "model", "train", "grid", "svm"),
+    "03_global_ig": ("data", "frames", "emotions", "seeds", "split", "test_fraction",
+                     "val_fraction", "model", "train", "grid", "ig"),
+    "04_pruning": ("data", "frames", "emotions", "seeds", "split", "test_fraction",
+                   "val_fraction", "model", "train", "grid", "ig", "pruning"),
+    "05_results": tuple(Params.model_fields.keys()),
+}
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = _parent_model(e["loc"])
+            expected = ", ".join(parent.model_fields) if parent else "see params/demo.yaml"
+            lines.append(f"  {key}: unknown key (expected one of: {expected})")
+        else:
+            got = e.get("input")
+            got_txt = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  {key}: {e['msg']}{got_txt}")
+    return "\n".join(lines)
+
+
+def _parent_model(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Params
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return None
+        model = field.annotation
+    return model
+
+
+def _apply_override(raw: dict, override: str, source: str) -> None:
+    if "=" not in override:
+        raise ParamsError(f"{source}: --set {override!r}: expected key=value (e.g. train.epochs=5)")
+    key, value_txt = override.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ParamsError(f"{source}: --set {override!r}: empty key")
+    try:
+        value = yaml.safe_load(value_txt)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{source}: --set {override!r}: value is not valid YAML ({exc})") from None
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ParamsError(f"{source}: --set {override!r}: {part} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_params(raw: Any, source: str = "<params>", overrides: list[str] | None = None) -> Params:
+    """Validate an already-parsed mapping (plus ``key=value`` overrides) into :class:`Params`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of parameters at the top level, got {type(raw).__name__}")
+    raw = json.loads(json.dumps(raw))  # deep copy, and refuse non-JSON-able YAML oddities early
+    for override in overrides or []:
+        _apply_override(raw, override, source)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_validation_error(source, err)) from None
+
+
+def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
+    """Read and validate a parameters YAML file.
+
+    Raises:
+        ParamsError: the file is missing, not YAML, or holds an unknown key, a wrong type or an
+            impossible value. The message names the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameters file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path}: not a text file") from None
+    return parse_params(raw, str(path), overrides)
