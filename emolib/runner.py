@@ -145,6 +145,7 @@ def run_study(
     stages: list[str] | None = None,
     kernel: str | None = None,
     force: bool = False,
+    notebook_dir: Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Execute the chosen stages into ``out_dir``; return the manifest.
@@ -158,7 +159,7 @@ def run_study(
 
     stages = stages or list(STAGES)
     run = RunFolder(out_dir).ensure()
-    nb_dir = notebooks_dir()
+    nb_dir = Path(notebook_dir) if notebook_dir else notebooks_dir()
     for stage in stages:
         check_notebook_parameters(nb_dir / f"{stage}.ipynb")
 

@@ -1,0 +1,102 @@
+"""Parameters: every shipped file validates; bad files are refused with the file, key and expectation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emolib.config import STAGE_SECTIONS, Params, load_params, parse_params
+from emolib.errors import ParamsError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["demo", "smoke", "ckplus"])
+def test_shipped_params_validate(name):
+    params = load_params(REPO / "params" / f"{name}.yaml")
+    assert params.name == name
+    assert set(params.emotions) == {"anger", "disgust", "fear", "happiness", "sadness", "surprise"}
+
+
+def test_ckplus_follows_the_paper():
+    p = load_params(REPO / "params" / "ckplus.yaml")
+    assert len(p.seeds) == 10
+    assert sorted({468, *p.pruning.k}, reverse=True) == [468, 234, 128, 64, 32, 16]
+    assert p.ig.steps >= 50 and p.grid.enabled and p.pruning.grid_search
+    assert p.train.learning_rate == 1e-4 and p.train.batch_size == 16
+    assert p.data.source == "ckplus" and p.split == "random"
+
+
+def _write(tmp_path, text):
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    return f
+
+
+def test_unknown_key_names_file_key_and_expected(tmp_path):
+    f = _write(tmp_path, "data:\n  sorce: demo\n")
+    with pytest.raises(ParamsError) as exc:
+        load_params(f)
+    msg = str(exc.value)
+    assert str(f) in msg and "data.sorce" in msg and "unknown key" in msg and "source" in msg
+
+
+def test_unknown_top_level_key(tmp_path):
+    with pytest.raises(ParamsError, match=r"ig_stepz: unknown key"):
+        load_params(_write(tmp_path, "ig_stepz: 5\n"))
+
+
+@pytest.mark.parametrize("text,key", [
+    ("frames: ten\n", "frames"),
+    ("frames: 1\n", "frames"),
+    ("train:\n  epochs: 0\n", "train.epochs"),
+    ("pruning:\n  k: [500]\n", "pruning.k"),
+    ("emotions: [anger, joy]\n", "emotions"),
+    ("data:\n  source: webcam\n", "data.source"),
+    ("seeds: []\n", "seeds"),
+    ("grid:\n  filters: [0, 4]\n", "grid.filters"),
+    ("model:\n  kernel_size: [3, 3]\n", "model.kernel_size"),
+])
+def test_wrong_type_or_impossible_value(tmp_path, text, key):
+    with pytest.raises(ParamsError) as exc:
+        load_params(_write(tmp_path, text))
+    assert f"  {key}:" in str(exc.value)
+
+
+def test_source_needing_a_path(tmp_path):
+    with pytest.raises(ParamsError, match="data.path is required"):
+        load_params(_write(tmp_path, "data:\n  source: ckplus\n"))
+
+
+def test_missing_file_and_not_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(_write(tmp_path, "a: [1, 2\n"))
+    with pytest.raises(ParamsError, match="mapping"):
+        load_params(_write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_overrides_apply_and_are_validated(tmp_path):
+    f = _write(tmp_path, "name: x\n")
+    p = load_params(f, overrides=["train.epochs=7", "pruning.k=[16, 64]", "data.flip=false"])
+    assert p.train.epochs == 7 and p.pruning.k == [64, 16] and p.data.flip is False
+    with pytest.raises(ParamsError, match="train.epoch: unknown key"):
+        load_params(f, overrides=["train.epoch=7"])
+    with pytest.raises(ParamsError, match="key=value"):
+        load_params(f, overrides=["train.epochs"])
+
+
+def test_fingerprint_tracks_only_named_sections():
+    a = parse_params({})
+    b = parse_params({"ig": {"steps": 99}})
+    assert a.fingerprint("data") == b.fingerprint("data")
+    assert a.fingerprint(*STAGE_SECTIONS["03_global_ig"]) != b.fingerprint(*STAGE_SECTIONS["03_global_ig"])
+    assert a.fingerprint(*STAGE_SECTIONS["02_training"]) == b.fingerprint(*STAGE_SECTIONS["02_training"])
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    p = load_params(REPO / "params" / "demo.yaml")
+    f = _write(tmp_path, p.to_yaml())
+    assert load_params(f) == p
+    assert isinstance(p, Params)
