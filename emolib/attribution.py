@@ -1,0 +1,978 @@
+"""Integrated Gradients (paper, equation 2) and the paper's global landmark importance (stage 03).
+
+The engine
+----------
+:func:`integrated_gradients` approximates equation (1) of the paper,
+
+    IG_i(x) = (x_i - x'_i) * integral_0^1 dF(x' + a (x - x')) / dx_i da,
+
+by a quadrature over the straight path from the baseline ``x'`` to the input ``x``. The default
+is the paper's equation (2), the right Riemann sum with alphas k/m, k = 1..m, each weighted 1/m;
+the trapezoid rule and Gauss-Legendre nodes are offered as options. ``F`` is the probability the
+model gives class ``target``.
+
+Every (sample, alpha) pair is one row of a single flattened batch axis. The rows are cut into
+chunks of a fixed size (the last one padded with zero-weight rows) and each chunk goes through one
+compiled function that interpolates, differentiates, weights and sums its rows per sample. A
+running sum over the chunks is kept on the host, so memory is bounded by one chunk whatever m is,
+and the quadrature is the same sum as the unchunked one (only the order of the float additions
+differs).
+
+Global importance
+-----------------
+:func:`global_landmark_importance` runs the paper's section 3.2 procedure on a run folder: a
+typical training video per emotion, then for each emotion e the IG of its selected training
+samples under e's model against the typical video of each of the five other emotions; masks are
+averaged over the samples first, then over the five baselines, and the landmarks ranked.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from emolib import EMOTIONS, io
+from emolib.errors import DataError, EmolibError, ParamsError
+
+RULES: tuple[str, ...] = ("riemann_right", "trapezoid", "gauss_legendre")
+VARIANTS: tuple[str, ...] = ("t-emo", "r-emo")
+
+
+# ================================================================================================
+# The engine
+# ================================================================================================
+
+def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (alphas) and weights on [0, 1] of a path-integral rule.
+
+    Args:
+        rule: ``riemann_right`` (equation 2 of the paper: alphas k/m, k = 1..m, weights 1/m),
+            ``trapezoid`` (alphas k/m, k = 0..m; m + 1 gradient evaluations) or
+            ``gauss_legendre`` (m Gauss-Legendre nodes mapped to [0, 1]).
+        steps: m, the number of steps (intervals for the trapezoid rule, nodes otherwise).
+
+    Returns:
+        ``(alphas, weights)``, float64 arrays of equal length whose weights sum to 1.
+
+    Raises:
+        ParamsError: an unknown rule or a step count below 1.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ParamsError(f"ig steps must be an integer >= 1, got {steps!r}")
+    m = int(steps)
+    if rule == "riemann_right":
+        return np.arange(1, m + 1, dtype=np.float64) / m, np.full(m, 1.0 / m)
+    if rule == "trapezoid":
+        weights = np.full(m + 1, 1.0 / m)
+        weights[[0, -1]] /= 2.0
+        return np.arange(0, m + 1, dtype=np.float64) / m, weights
+    if rule == "gauss_legendre":
+        nodes, weights = np.polynomial.legendre.leggauss(m)
+        return (nodes + 1.0) / 2.0, weights / 2.0
+    raise ParamsError(f"ig rule {rule!r} is unknown; expected one of {list(RULES)}")
+
+
+@dataclass
+class IGResult:
+    """What :func:`integrated_gradients` returns.
+
+    Unpacks as ``attributions, gaps = integrated_gradients(...)``.
+
+    Attributes:
+        attributions: float64, shaped like the inputs: the integrated gradients.
+        gaps: (N,) completeness gap of each sample, ``sum(IG) - (F(x) - F(x'))``; it shrinks as
+            the number of steps grows (the completeness axiom holds for the exact integral).
+        f_inputs: (N,) F(x), the probability of the target class at each input.
+        f_baselines: (N,) F(x'), the same at each input's baseline.
+        steps: m.
+        rule: the quadrature rule.
+        model_calls: how many chunks went through the model's gradient (for checking batching).
+    """
+
+    attributions: np.ndarray
+    gaps: np.ndarray
+    f_inputs: np.ndarray
+    f_baselines: np.ndarray
+    steps: int
+    rule: str
+    model_calls: int = 0
+
+    @property
+    def deltas(self) -> np.ndarray:
+        """(N,) F(x) - F(x'): what the attributions of each sample should add up to."""
+        return self.f_inputs - self.f_baselines
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        yield self.attributions
+        yield self.gaps
+
+
+def _call_model(model: Any, batch):
+    """Call a Keras model in inference mode (BatchNorm statistics, no dropout); any other
+    callable (a plain TensorFlow function, say) as it is."""
+    import tf_keras as keras
+
+    if isinstance(model, keras.layers.Layer):
+        return model(batch, training=False)
+    return model(batch)
+
+
+# Compiled functions per model, keyed by (kind, chunk, sample shape): a model keeps its traces
+# across calls (30 IG calls of the global procedure reuse one), and they die with the model.
+_COMPILED: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+class _NoRetracingWarning(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning. Each model gets its own
+    compiled functions (a new trace per model is expected, not a bug: the global procedure
+    explains six models), which TensorFlow would otherwise report as excessive retracing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+_RETRACING_FILTER = _NoRetracingWarning()
+
+
+def _compiled(model: Any, kind: str, chunk: int, sample_shape: tuple[int, ...]) -> Callable:
+    import tensorflow as tf
+
+    logging.getLogger("tensorflow").addFilter(_RETRACING_FILTER)
+
+    try:
+        per_model = _COMPILED.setdefault(model, {})
+    except TypeError:  # an object that cannot be weakly referenced: compile without caching
+        per_model = {}
+    key = (kind, chunk, sample_shape)
+    if key in per_model:
+        return per_model[key]
+    rows = (chunk,) + sample_shape
+    ones = (-1,) + (1,) * len(sample_shape)
+    if kind == "gradients":
+        @tf.function(input_signature=[
+            tf.TensorSpec((None,) + sample_shape, tf.float32),  # all inputs
+            tf.TensorSpec((None,) + sample_shape, tf.float32),  # all baselines
+            tf.TensorSpec((chunk,), tf.int32),                  # input row of each chunk row
+            tf.TensorSpec((chunk,), tf.int32),                  # baseline row of each chunk row
+            tf.TensorSpec((chunk,), tf.float32),                # alpha of each chunk row
+            tf.TensorSpec((chunk,), tf.float64),                # quadrature weight (0: padding)
+            tf.TensorSpec((chunk,), tf.int32),                  # output segment of each row
+            tf.TensorSpec((), tf.int32),                        # number of segments
+            tf.TensorSpec((), tf.int32),                        # target class
+        ])
+        def gradients(inputs, baselines, input_row, baseline_row, alpha, weight, segment,
+                      n_segments, target):
+            x = tf.gather(inputs, input_row)
+            x0 = tf.gather(baselines, baseline_row)
+            path = x0 + tf.reshape(alpha, ones) * (x - x0)
+            path = tf.ensure_shape(path, rows)
+            with tf.GradientTape() as tape:
+                tape.watch(path)
+                prob = tf.gather(_call_model(model, path), target, axis=-1)
+            grad = tf.cast(tape.gradient(prob, path), tf.float64)
+            # Padding rows carry weight 0; tf.where (not a product) so that a non-finite
+            # gradient at a padding row cannot turn the sum into NaN.
+            weighted = tf.where(tf.reshape(weight, ones) > 0, grad * tf.reshape(weight, ones),
+                                tf.zeros_like(grad))
+            return tf.math.unsorted_segment_sum(weighted, segment, n_segments)
+
+        fn = gradients
+    elif kind == "outputs":
+        # Forward passes are cheap next to the gradients: any batch size, one trace per model.
+        @tf.function(input_signature=[tf.TensorSpec((None,) + sample_shape, tf.float32)])
+        def outputs(batch):
+            return _call_model(model, batch)
+
+        fn = outputs
+    else:  # pragma: no cover - internal
+        raise ValueError(kind)
+    per_model[key] = fn
+    return fn
+
+
+def _chunk_size(batch_size: int | None, total_rows: int) -> int:
+    """Rows per chunk: ``batch_size`` (None: everything in one chunk); a small job gets the next
+    power of two instead, so that tiny calls neither pad to a huge chunk nor each retrace."""
+    if batch_size is None:
+        return max(1, total_rows)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ParamsError(f"ig batch_size must be an integer >= 1 or None, got {batch_size!r}")
+    if total_rows >= batch_size:
+        return int(batch_size)
+    return min(int(batch_size), 1 << max(0, math.ceil(math.log2(max(1, total_rows)))))
+
+
+def _n_outputs(model: Any, sample: np.ndarray) -> int:
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, tuple) and len(shape) >= 2 and isinstance(shape[-1], int):
+        return int(shape[-1])
+    out = np.asarray(_call_model(model, sample[None]))
+    if out.ndim != 2:
+        raise EmolibError(f"the model must return (batch, classes) probabilities, got shape {out.shape}")
+    return int(out.shape[-1])
+
+
+def _check_target(model: Any, target: Any, sample: np.ndarray) -> int:
+    n_out = _n_outputs(model, sample)
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < n_out:
+        raise EmolibError(f"target {target!r} is not a class of this model: it has {n_out} outputs "
+                          f"(valid targets: 0..{n_out - 1})")
+    return int(target)
+
+
+def _as_inputs(inputs: Any) -> np.ndarray:
+    x = np.asarray(inputs, dtype=np.float32)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"inputs must be a non-empty batch (N, ...) of samples, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise DataError("inputs hold NaN or infinite values")
+    return x
+
+
+def _as_baselines(baselines: Any, inputs: np.ndarray) -> np.ndarray:
+    """Baselines as an (N, ...) or (1, ...) array; one baseline serves every input."""
+    b = np.asarray(baselines, dtype=np.float32)
+    sample_shape = inputs.shape[1:]
+    if b.shape == sample_shape:
+        b = b[None]
+    if b.shape[1:] != sample_shape or b.shape[0] not in (1, inputs.shape[0]):
+        raise DataError(f"baselines have shape {b.shape}; expected one baseline {sample_shape}, "
+                        f"(1, {', '.join(map(str, sample_shape))}) or one per input "
+                        f"{inputs.shape}")
+    if not np.isfinite(b).all():
+        raise DataError("baselines hold NaN or infinite values")
+    return b
+
+
+def model_outputs(model: Any, inputs: Any, batch_size: int | None = 512) -> np.ndarray:
+    """The model's outputs (inference mode) for ``inputs``, in chunks of ``batch_size`` rows.
+
+    Args:
+        model: a tf-keras model (or a callable) mapping (B, ...) to (B, classes).
+        inputs: (N, ...) samples.
+        batch_size: rows per chunk (None: all at once).
+
+    Returns:
+        (N, classes) float64.
+    """
+    import tensorflow as tf
+
+    x = _as_inputs(inputs)
+    n = x.shape[0]
+    chunk = _chunk_size(batch_size, n)
+    fn = _compiled(model, "outputs", 0, tuple(x.shape[1:]))
+    parts = [np.asarray(fn(tf.constant(x[start:start + chunk])), dtype=np.float64)
+             for start in range(0, n, chunk)]
+    return np.concatenate(parts)
+
+
+def integrated_gradients(model: Any, inputs: Any, baselines: Any, steps: int = 50, target: int = 1,
+                         batch_size: int | None = None, rule: str = "riemann_right",
+                         progress: bool = False) -> IGResult:
+    """Integrated Gradients of the probability of class ``target`` (paper, equation 2).
+
+    Args:
+        model: a tf-keras model (called with ``training=False``) or a callable mapping a
+            (B, ...) float32 tensor to (B, classes) outputs; F is output column ``target``.
+        inputs: (N, ...) samples x (for the emotion models: the scaled model inputs
+            (N, P, 2, L, 1)).
+        baselines: x', either one baseline shaped like one sample (or (1, ...)) for every input,
+            or one per input, shaped like ``inputs``.
+        steps: m. Equation (2) evaluates the gradient at alphas k/m, k = 1..m.
+        target: the output column whose value is explained (1: "is this emotion").
+        batch_size: interpolated samples (rows of samples x alphas) per compiled model call;
+            None puts all rows in one chunk. Any chunk size gives the same sums.
+        rule: ``riemann_right`` (equation 2, the default), ``trapezoid`` or ``gauss_legendre``.
+        progress: show a tqdm bar over the chunks.
+
+    Returns:
+        An :class:`IGResult`: ``attributions`` (float64, shaped like ``inputs``), ``gaps`` (the
+        completeness gap per sample, sum(IG) - (F(x) - F(x'))), F(x), F(x') and call counts.
+        It unpacks as ``attributions, gaps``.
+
+    Raises:
+        DataError: inputs empty or not finite; baselines neither one sample nor one per input.
+        EmolibError: ``target`` is not an output column of the model.
+        ParamsError: an unknown rule, or steps / batch_size below 1.
+    """
+    import tensorflow as tf
+
+    x = _as_inputs(inputs)
+    b = _as_baselines(baselines, x)
+    alphas, weights = quadrature(rule, steps)
+    target = _check_target(model, target, x[0])
+    n, n_alpha = x.shape[0], len(alphas)
+    total = n * n_alpha
+    chunk = _chunk_size(batch_size, total)
+    sample_shape = tuple(x.shape[1:])
+    fn = _compiled(model, "gradients", chunk, sample_shape)
+
+    x_t, b_t = tf.constant(x), tf.constant(b)
+    target_t = tf.constant(target, tf.int32)
+    sums = np.zeros((n,) + sample_shape, dtype=np.float64)  # running sum of weighted gradients
+    n_chunks = -(-total // chunk)
+    chunks: Any = range(n_chunks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc=f"IG ({n} samples x {n_alpha} alphas)", unit="chunk", leave=False)
+    for c in chunks:
+        # Rows are sample-major (row = sample * n_alpha + alpha index), so a chunk covers a
+        # contiguous run of samples and its per-sample sums land in one slice of `sums`.
+        rows = np.arange(c * chunk, (c + 1) * chunk)
+        valid = rows < total
+        rows = np.where(valid, rows, total - 1)
+        sample = rows // n_alpha
+        step = rows % n_alpha
+        first = int(sample[0])
+        n_seg = int(sample[-1]) - first + 1
+        part = fn(x_t, b_t,
+                  tf.constant(sample, tf.int32),
+                  tf.constant(sample if b.shape[0] > 1 else np.zeros_like(sample), tf.int32),
+                  tf.constant(alphas[step], tf.float32),
+                  tf.constant(np.where(valid, weights[step], 0.0), tf.float64),
+                  tf.constant(sample - first, tf.int32),
+                  tf.constant(n_seg, tf.int32), target_t)
+        sums[first:first + n_seg] += part.numpy()
+
+    attributions = (x.astype(np.float64) - b.astype(np.float64)) * sums
+    f_x = model_outputs(model, x, batch_size)[:, target]
+    f_b = model_outputs(model, b, batch_size)[:, target]
+    f_b = np.broadcast_to(f_b, (n,)).copy()
+    gaps = attributions.reshape(n, -1).sum(axis=1) - (f_x - f_b)
+    return IGResult(attributions, gaps, f_x, f_b, int(steps), rule, model_calls=n_chunks)
+
+
+def landmark_mask(attributions: np.ndarray) -> np.ndarray:
+    """The paper's attribution mask: sum of |IG| over frames and coordinates, one value per landmark.
+
+    Args:
+        attributions: (P, 2, L) or (N, P, 2, L), each optionally with a trailing channel axis of
+            size 1 (the model input layout (N, P, 2, L, 1)).
+
+    Returns:
+        (L,) for one sample, (N, L) for a batch.
+
+    Raises:
+        DataError: the array does not have the (.., P, 2, L[, 1]) layout.
+    """
+    a = np.asarray(attributions)
+    if a.ndim >= 4 and a.shape[-1] == 1 and a.shape[-3] == 2:
+        a = a[..., 0]
+    if a.ndim not in (3, 4) or a.shape[-2] != 2:
+        raise DataError(f"attributions must be shaped (P, 2, L) or (N, P, 2, L) (optionally with "
+                        f"a trailing axis of 1), got {np.asarray(attributions).shape}")
+    return np.abs(a).sum(axis=(-3, -2))
+
+
+def alpha_curve(model: Any, x: Any, baseline: Any, steps: int = 50, target: int = 1,
+                batch_size: int | None = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The model's probability along the straight path from the baseline to x (paper, Figure 2).
+
+    Args:
+        model: as for :func:`integrated_gradients`.
+        x: one sample (no batch axis).
+        baseline: one baseline, shaped like ``x``.
+        steps: the curve has steps + 1 points, alpha = 0, 1/steps, ..., 1.
+        target: the output column plotted.
+        batch_size: rows per model call.
+
+    Returns:
+        ``(alphas, probabilities)``, both (steps + 1,).
+    """
+    sample = np.asarray(x, dtype=np.float32)
+    base = np.asarray(baseline, dtype=np.float32)
+    if base.shape != sample.shape:
+        raise DataError(f"baseline shape {base.shape} differs from the sample's {sample.shape}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ParamsError(f"alpha_curve steps must be an integer >= 1, got {steps!r}")
+    target = _check_target(model, target, sample)
+    alphas = np.linspace(0.0, 1.0, int(steps) + 1)
+    path = base[None] + alphas.astype(np.float32).reshape((-1,) + (1,) * sample.ndim) * (sample - base)[None]
+    return alphas, model_outputs(model, path, batch_size)[:, target]
+
+
+def completeness_by_steps(model: Any, inputs: Any, baselines: Any, steps_list: Sequence[int],
+                          target: int = 1, batch_size: int | None = 512,
+                          rule: str = "riemann_right") -> pd.DataFrame:
+    """Completeness gaps of the same samples at several step counts (does m suffice?).
+
+    Returns:
+        One row per m: steps, mean_abs_gap, max_abs_gap, mean_abs_delta (mean |F(x) - F(x')|) and
+        relative_gap = mean_abs_gap / mean_abs_delta.
+    """
+    rows = []
+    for m in steps_list:
+        res = integrated_gradients(model, inputs, baselines, steps=int(m), target=target,
+                                   batch_size=batch_size, rule=rule)
+        delta = float(np.mean(np.abs(res.deltas)))
+        gap = float(np.mean(np.abs(res.gaps)))
+        rows.append({"steps": int(m), "mean_abs_gap": gap, "max_abs_gap": float(np.max(np.abs(res.gaps))),
+                     "mean_abs_delta": delta, "relative_gap": gap / delta if delta > 0 else float("nan")})
+    return pd.DataFrame(rows)
+
+
+# ================================================================================================
+# Global importance (paper, section 3.2)
+# ================================================================================================
+
+def aggregate_masks(masks_by_baseline: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's order: average over the samples first, then over the baselines.
+
+    Args:
+        masks_by_baseline: one (n_b, L) array of per-sample masks per baseline (the sample counts
+            may differ: each baseline's mean still weighs 1 / B in the result).
+
+    Returns:
+        ``(per_baseline (B, L), global (L,))``.
+    """
+    if len(masks_by_baseline) == 0:
+        raise EmolibError("no baselines to aggregate")
+    per_baseline = []
+    for i, masks in enumerate(masks_by_baseline):
+        masks = np.asarray(masks, dtype=np.float64)
+        if masks.ndim != 2 or masks.shape[0] == 0:
+            raise EmolibError(f"baseline {i}: expected a non-empty (samples, landmarks) array, got {masks.shape}")
+        per_baseline.append(masks.mean(axis=0))
+    per_baseline_arr = np.stack(per_baseline)
+    return per_baseline_arr, per_baseline_arr.mean(axis=0)
+
+
+def rank_landmarks(importance: np.ndarray, landmark_ids: Sequence[int]) -> np.ndarray:
+    """Landmark ids sorted by decreasing importance (ties keep the id order)."""
+    importance = np.asarray(importance, dtype=np.float64)
+    ids = np.asarray(landmark_ids, dtype=int)
+    if importance.shape != ids.shape:
+        raise EmolibError(f"importance {importance.shape} and landmark ids {ids.shape} differ in shape")
+    return ids[np.argsort(-importance, kind="stable")]
+
+
+def select_explained(candidates: np.ndarray, max_samples: int | None, seed: int, emotion: str) -> np.ndarray:
+    """The samples IG explains: all candidates, or a seeded choice of ``max_samples`` of them.
+
+    The choice is seeded by (seed, emotion) so each emotion's draw is reproducible on its own.
+    """
+    candidates = np.sort(np.asarray(candidates, dtype=int))
+    if max_samples is None or len(candidates) <= max_samples:
+        return candidates
+    rng = np.random.default_rng([int(seed), EMOTIONS.index(emotion) if emotion in EMOTIONS else 0])
+    return np.sort(rng.choice(candidates, size=int(max_samples), replace=False))
+
+
+def typical_sample(inputs: np.ndarray, strategy: str, probabilities: np.ndarray | None = None) -> tuple[int, float]:
+    """Pick the typical sample among one emotion's training samples.
+
+    Args:
+        inputs: (n, ...) the emotion's training samples (model inputs).
+        strategy: ``most_confident`` (highest probability from the emotion's own model) or
+            ``medoid`` (closest, in Euclidean distance, to the mean of ``inputs``).
+        probabilities: (n,) the emotion's model's probability of the emotion; needed for
+            ``most_confident``.
+
+    Returns:
+        ``(position in inputs, score)``: the probability (most_confident) or the distance to the
+        mean (medoid).
+    """
+    if len(inputs) == 0:
+        raise DataError("no training samples to pick a typical one from")
+    if strategy == "most_confident":
+        if probabilities is None:
+            raise EmolibError("most_confident needs the model's probabilities")
+        p = np.asarray(probabilities, dtype=np.float64)
+        i = int(np.argmax(p))
+        return i, float(p[i])
+    if strategy == "medoid":
+        flat = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
+        dist = np.linalg.norm(flat - flat.mean(axis=0, keepdims=True), axis=1)
+        i = int(np.argmin(dist))
+        return i, float(dist[i])
+    raise ParamsError(f"ig.typical {strategy!r} is unknown; expected most_confident or medoid")
+
+
+def _fingerprint(params: Any, variant: str, extra: Mapping[str, Any]) -> str:
+    """Cache key of one emotion's attributions: everything upstream that changes its numbers
+    (data, splits, models, ig settings but not ig.batch_size, which leaves the sums unchanged)."""
+    import hashlib
+
+    from emolib.config import STAGE_SECTIONS
+
+    dumped = params.model_dump(mode="json")
+    chosen = {k: dumped[k] for k in STAGE_SECTIONS["03_global_ig"]}
+    chosen["ig"] = {k: v for k, v in chosen["ig"].items() if k != "batch_size"}
+    chosen["_variant"] = variant
+    chosen["_extra"] = extra
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def attribution_path(run: Any, emotion: str, variant: str = "t-emo") -> Path:
+    """``attributions/<emotion>.npz`` for T-EMO (the paper's); ``attributions/r-emo/<emotion>.npz``."""
+    base = Path(run.attributions)
+    return base / f"{emotion}.npz" if variant == "t-emo" else base / variant / f"{emotion}.npz"
+
+
+def _results_name(name: str, variant: str) -> str:
+    return name if variant == "t-emo" else name.replace(".csv", f"_{variant}.csv")
+
+
+@dataclass
+class GlobalImportance:
+    """Stage 03's results (also on disk: see :func:`global_landmark_importance`).
+
+    Attributes:
+        variant: ``t-emo`` or ``r-emo``.
+        typical: one row per emotion: emotion, sample, sequence, strategy, score.
+        masks: emotion -> dict with per_baseline (5, L), baseline_emotions (5,), global (L,),
+            landmark_ids (L,), n_samples, gaps (5, n), deltas (5, n), samples (n,).
+        ranking: the landmark_ranking table (emotion, rank, landmark, importance, region).
+        completeness: the completeness table.
+    """
+
+    variant: str
+    typical: pd.DataFrame
+    masks: dict[str, dict[str, np.ndarray]]
+    ranking: pd.DataFrame
+    completeness: pd.DataFrame
+    computed: list[str] = field(default_factory=list)
+    trained: dict[str, Any] = field(default_factory=dict, repr=False)
+    explained: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def typical_of(self) -> dict[str, int]:
+        """Emotion -> its typical sample (row of data/landmarks.npz)."""
+        return {str(e): int(s) for e, s in zip(self.typical["emotion"], self.typical["sample"])}
+
+    def order(self, emotion: str) -> np.ndarray:
+        """Landmark ids of ``emotion``, most important first."""
+        rows = self.ranking[self.ranking["emotion"] == emotion].sort_values("rank")
+        return rows["landmark"].to_numpy(dtype=int)
+
+
+def _load_cached(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "cache_key" not in f.files or str(f["cache_key"]) != key:
+                return None
+            return {k: f[k] for k in f.files}
+    except Exception:  # unreadable: recompute (it is rewritten atomically)
+        return None
+
+
+def _default_training_api():
+    from emolib import training
+
+    return training
+
+
+def global_landmark_importance(run: Any, params: Any, data: Any = None, *, variant: str = "t-emo",
+                               emotions: Sequence[str] | None = None, progress: bool = True,
+                               training_api: Any = None) -> GlobalImportance:
+    """The paper's global IG for every emotion on a run folder; writes and returns the results.
+
+    Reads stage 02's 468-landmark models (``selection="all"``) of seed ``params.ig_seed``.
+    Writes ``attributions/<emotion>.npz`` (per_baseline, baseline_emotions, global,
+    landmark_ids, n_samples, plus gaps, deltas, samples and the cache key),
+    ``attributions/typical.csv``, ``results/landmark_ranking.csv`` and
+    ``results/completeness.csv`` (R-EMO: ``attributions/r-emo/`` and ``*_r-emo.csv``).
+    An emotion whose npz holds the same cache key (same parameters, same typical samples) is
+    not recomputed.
+
+    Args:
+        run: the RunFolder.
+        params: the run's Params.
+        data: the LandmarkSet (default: read ``data/landmarks.npz``).
+        variant: ``t-emo`` (the paper's) or ``r-emo``.
+        emotions: the emotions to explain (default: ``params.emotions``).
+        progress: tqdm bars.
+        training_api: the module providing ``load_trained``, ``model_inputs``, ``load_splits``
+            and ``split_indices`` (default: :mod:`emolib.training`).
+
+    Returns:
+        A :class:`GlobalImportance`.
+
+    Raises:
+        ParamsError: an unknown variant or emotion.
+        DataError: the landmark file, the splits or a model is missing, or an emotion has no
+            training sample.
+    """
+    from emolib.landmarks import load_landmarks
+    from emolib.regions import region_of
+
+    if variant not in VARIANTS:
+        raise ParamsError(f"variant {variant!r} is unknown; expected one of {list(VARIANTS)}")
+    all_emotions = list(params.emotions)
+    emotions = list(emotions) if emotions is not None else all_emotions
+    unknown = [e for e in emotions if e not in all_emotions]
+    if unknown:
+        raise ParamsError(f"emotion(s) {unknown} are not in params.emotions {all_emotions}")
+    if len(all_emotions) < 2:
+        raise ParamsError("global IG needs at least two emotions (the baselines are the other ones)")
+    api = training_api or _default_training_api()
+    if data is None:
+        data = load_landmarks(run.landmarks)
+    seed = params.ig_seed
+    splits = api.load_splits(run)
+    parts = api.split_indices(splits, seed)
+    if "train" not in parts:
+        raise DataError(f"{run.root}: the splits of seed {seed} have no 'train' part")
+    train_idx = np.asarray(parts["train"], dtype=int)
+    if len(train_idx) and (train_idx.max() >= len(data) or train_idx.min() < 0):
+        raise DataError(f"{run.root}: the splits of seed {seed} refer to sample {train_idx.max()} but "
+                        f"{run.landmarks} holds {len(data)} samples; rerun stage 02")
+    per_emotion_train = {e: train_idx[data.emotion[train_idx] == e] for e in all_emotions}
+    empty = [e for e, idx in per_emotion_train.items() if len(idx) == 0]
+    if empty:
+        raise DataError(f"{run.root}: seed {seed} has no training sample of {empty}")
+
+    # Load every model up front: a missing model fails here, before the long work.
+    trained = {e: api.load_trained(run, variant, e, data.n_landmarks, "all", seed) for e in all_emotions}
+
+    bs = params.ig.batch_size
+    # Typical sample of each emotion (among its own training samples).
+    typical_rows = []
+    for e in all_emotions:
+        idx = per_emotion_train[e]
+        inputs = api.model_inputs(data.subset(idx), trained[e])
+        probs = None
+        if params.ig.typical == "most_confident":
+            probs = model_outputs(trained[e].model, inputs, bs)[:, 1]
+        pos, score = typical_sample(inputs, params.ig.typical, probs)
+        sample = int(idx[pos])
+        typical_rows.append({"emotion": e, "sample": sample, "sequence": str(data.sequence[sample]),
+                             "strategy": params.ig.typical, "score": score})
+    typical = pd.DataFrame(typical_rows)
+    typical_of = dict(zip(typical["emotion"], typical["sample"].astype(int)))
+    suffix = "" if variant == "t-emo" else f"_{variant}"
+    io.write_csv(Path(run.attributions) / f"typical{suffix}.csv", typical)
+
+    masks: dict[str, dict[str, np.ndarray]] = {}
+    computed = []
+    bar: Any = emotions
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(emotions, desc=f"global IG ({variant})", unit="emotion")
+    for e in bar:
+        others = [b for b in all_emotions if b != e]
+        candidates = train_idx if params.ig.inputs == "all" else per_emotion_train[e]
+        chosen = select_explained(candidates, params.ig.max_samples, seed, e)
+        key = _fingerprint(params, variant, {"emotion": e, "typical": typical_of,
+                                             "samples": chosen.tolist()})
+        path = attribution_path(run, e, variant)
+        cached = _load_cached(path, key)
+        if cached is None:
+            cached = _explain_emotion(trained[e], api, data, chosen, [typical_of[b] for b in others],
+                                      params)
+            cached.update(baseline_emotions=np.array(others), cache_key=np.array(key))
+            io.write_npz(path, **cached)
+            computed.append(e)
+        masks[e] = {k: v for k, v in cached.items() if k != "cache_key"}
+
+    ranking_rows, completeness_rows = [], []
+    for e in emotions:
+        m = masks[e]
+        ids = m["landmark_ids"].astype(int)
+        order = np.argsort(-m["global"], kind="stable")
+        regions = region_of(ids[order])
+        for rank, (pos, region) in enumerate(zip(order, regions), start=1):
+            ranking_rows.append({"emotion": e, "rank": rank, "landmark": int(ids[pos]),
+                                 "importance": float(m["global"][pos]), "region": str(region)})
+        for j, b in enumerate(m["baseline_emotions"]):
+            completeness_rows.append({
+                "emotion": e, "baseline_emotion": str(b), "steps": params.ig.steps,
+                "mean_abs_gap": float(np.mean(np.abs(m["gaps"][j]))),
+                "max_abs_gap": float(np.max(np.abs(m["gaps"][j]))),
+                "mean_abs_delta": float(np.mean(np.abs(m["deltas"][j])))})
+    ranking = pd.DataFrame(ranking_rows)
+    completeness = pd.DataFrame(completeness_rows)
+    io.write_csv(Path(run.results) / _results_name("landmark_ranking.csv", variant), ranking)
+    io.write_csv(Path(run.results) / _results_name("completeness.csv", variant), completeness)
+    return GlobalImportance(variant, typical, masks, ranking, completeness, computed, trained,
+                            {e: masks[e]["samples"].astype(int) for e in emotions})
+
+
+def _explain_emotion(trained: Any, api: Any, data: Any, samples: np.ndarray,
+                     baseline_samples: Sequence[int], params: Any) -> dict[str, np.ndarray]:
+    """IG of ``samples`` under one emotion's model against each baseline sample, in one batched
+    call (inputs repeated once per baseline, each paired with its baseline)."""
+    x = api.model_inputs(data.subset(samples), trained)
+    bases = api.model_inputs(data.subset(np.asarray(baseline_samples, dtype=int)), trained)
+    n, n_base = len(x), len(bases)
+    inputs = np.concatenate([x] * n_base)
+    baselines = np.repeat(bases, n, axis=0)
+    res = integrated_gradients(trained.model, inputs, baselines, steps=params.ig.steps, target=1,
+                               batch_size=params.ig.batch_size, rule=params.ig.rule, progress=True)
+    per_sample = landmark_mask(res.attributions).reshape(n_base, n, -1)
+    per_baseline, global_mask = aggregate_masks(list(per_sample))
+    return {
+        "per_baseline": per_baseline,
+        "global": global_mask,
+        "landmark_ids": np.asarray(trained.landmark_ids, dtype=np.int64),
+        "n_samples": np.array(n),
+        "samples": np.asarray(samples, dtype=np.int64),
+        "gaps": res.gaps.reshape(n_base, n),
+        "deltas": res.deltas.reshape(n_base, n),
+        "steps": np.array(params.ig.steps),
+        "rule": np.array(params.ig.rule),
+    }
+
+
+def path_curves(result: GlobalImportance, data: Any, steps: int = 50, training_api: Any = None
+                ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Figure 2 for every emotion e: e's model along the path from the typical video of each
+    other emotion (alpha = 0) to e's own typical video (alpha = 1).
+
+    Returns:
+        emotion -> baseline emotion -> ``(alphas, probabilities)``.
+    """
+    api = training_api or _default_training_api()
+    typical_of = result.typical_of
+    curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for e in result.masks:
+        trained = result.trained[e]
+        others = [str(b) for b in result.masks[e]["baseline_emotions"]]
+        rows = np.array([typical_of[e]] + [typical_of[b] for b in others])
+        scaled = api.model_inputs(data.subset(rows), trained)
+        curves[e] = {b: alpha_curve(trained.model, scaled[0], scaled[j + 1], steps=steps)
+                     for j, b in enumerate(others)}
+    return curves
+
+
+def completeness_study(result: GlobalImportance, data: Any, params: Any, samples_per_emotion: int = 2,
+                       factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0), training_api: Any = None,
+                       progress: bool = True) -> pd.DataFrame:
+    """Completeness gaps at several m for a few explained samples of each emotion (all baselines).
+
+    Args:
+        result: stage 03's results (models, explained samples, typical videos).
+        data: the landmark set.
+        params: the run's parameters (ig.steps, ig.rule, ig.batch_size).
+        samples_per_emotion: how many of each emotion's explained samples (the first ones).
+        factors: m = max(1, round(factor * ig.steps)) for each factor.
+        training_api: as for :func:`global_landmark_importance`.
+        progress: tqdm bar over the emotions.
+
+    Returns:
+        One row per emotion and m: emotion, steps, mean_abs_gap, max_abs_gap, mean_abs_delta,
+        relative_gap, pairs (sample x baseline pairs measured).
+    """
+    api = training_api or _default_training_api()
+    steps_list = sorted({max(1, int(round(f * params.ig.steps))) for f in factors})
+    typical_of = result.typical_of
+    tables = []
+    emotions: Any = list(result.masks)
+    if progress:
+        from tqdm.auto import tqdm
+
+        emotions = tqdm(emotions, desc="completeness against m", unit="emotion")
+    for e in emotions:
+        trained = result.trained[e]
+        chosen = result.explained[e][:samples_per_emotion]
+        others = [str(b) for b in result.masks[e]["baseline_emotions"]]
+        x = api.model_inputs(data.subset(chosen), trained)
+        bases = api.model_inputs(data.subset(np.array([typical_of[b] for b in others])), trained)
+        inputs = np.concatenate([x] * len(bases))
+        baselines = np.repeat(bases, len(x), axis=0)
+        table = completeness_by_steps(trained.model, inputs, baselines, steps_list, target=1,
+                                      batch_size=params.ig.batch_size, rule=params.ig.rule)
+        tables.append(table.assign(emotion=e, pairs=len(inputs)))
+    out = pd.concat(tables, ignore_index=True)
+    return out[["emotion", "steps", "mean_abs_gap", "max_abs_gap", "mean_abs_delta", "relative_gap", "pairs"]]
+
+
+def top_landmarks_table(ranking: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The ``n`` most important landmarks of each emotion: index rank, one column per emotion,
+    cells "id (region)"."""
+    top = ranking[ranking["rank"] <= n].assign(
+        cell=lambda t: t["landmark"].astype(str) + " (" + t["region"].astype(str) + ")")
+    return top.pivot(index="rank", columns="emotion", values="cell")
+
+
+def region_importance_table(masks: Mapping[str, Mapping[str, np.ndarray]], how: str = "mean") -> pd.DataFrame:
+    """Importance per facial region: index emotions, columns the regions of :mod:`emolib.regions`."""
+    from emolib.regions import importance_by_region
+
+    rows = {e: importance_by_region(m["global"], m["landmark_ids"], how=how) for e, m in masks.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def choices_table(params: Any, variant: str = "t-emo") -> pd.DataFrame:
+    """The open choices of the global IG procedure, with this run's values (for the notebook)."""
+    ig = params.ig
+    rows = [
+        ("which models are explained", "variant, ig.seed", f"{variant.upper()}, 468-landmark models of seed "
+         f"{params.ig_seed}", "T-EMO (the fully trained network)"),
+        ("which samples IG explains", "ig.inputs", ig.inputs, "training samples (of emotion e)"),
+        ("cap on explained samples", "ig.max_samples", "none" if ig.max_samples is None else ig.max_samples,
+         "none (the whole training set)"),
+        ("what a typical video is", "ig.typical", ig.typical, "left open"),
+        ("steps m of equation (2)", "ig.steps", ig.steps, "left open"),
+        ("quadrature", "ig.rule", ig.rule, "right Riemann sum, alphas k/m, k = 1..m"),
+        ("F, the explained output", "(fixed)", "probability of class 1 (the emotion)", "the binary classifier"),
+        ("input space of IG", "data.normalize", f"scaled model inputs ({params.data.normalize}); baselines "
+         "scaled by the same model's statistics", "raw landmarks"),
+        ("interpolated samples per model call", "ig.batch_size", ig.batch_size, "(speed only)"),
+    ]
+    return pd.DataFrame(rows, columns=["question", "parameter", "this run", "paper"])
+
+
+def check_global_importance(run: Any, params: Any, variant: str = "t-emo",
+                            emotions: Sequence[str] | None = None) -> None:
+    """Check what stage 03 wrote: every file present, shapes, no NaN, rankings complete.
+
+    Raises:
+        EmolibError: naming the file and what is wrong.
+    """
+    emotions = list(emotions) if emotions is not None else list(params.emotions)
+    suffix = "" if variant == "t-emo" else f"_{variant}"
+    n_base = len(params.emotions) - 1
+    n_lm = None
+    for e in emotions:
+        path = attribution_path(run, e, variant)
+        if not path.is_file():
+            raise EmolibError(f"{path}: missing")
+        m = load_masks(run, e, variant)
+        for key in ("per_baseline", "baseline_emotions", "global", "landmark_ids", "n_samples"):
+            if key not in m:
+                raise EmolibError(f"{path}: no array {key!r}")
+        n_lm = len(m["landmark_ids"])
+        if m["per_baseline"].shape != (n_base, n_lm) or m["global"].shape != (n_lm,):
+            raise EmolibError(f"{path}: per_baseline {m['per_baseline'].shape} / global {m['global'].shape}; "
+                              f"expected ({n_base}, {n_lm}) / ({n_lm},)")
+        if sorted(m["baseline_emotions"].tolist()) != sorted(x for x in params.emotions if x != e):
+            raise EmolibError(f"{path}: baselines {m['baseline_emotions'].tolist()} are not the other emotions")
+        for key in ("per_baseline", "global", "gaps", "deltas"):
+            if key in m and not np.isfinite(m[key]).all():
+                raise EmolibError(f"{path}: {key} holds NaN or infinite values")
+        if (m["per_baseline"] < 0).any() or int(m["n_samples"]) < 1:
+            raise EmolibError(f"{path}: negative masks or no explained sample")
+        if not np.allclose(m["global"], m["per_baseline"].mean(axis=0)):
+            raise EmolibError(f"{path}: global is not the mean of the per-baseline masks")
+    ranking = pd.read_csv(Path(run.results) / _results_name("landmark_ranking.csv", variant))
+    for e in emotions:
+        rows = ranking[ranking["emotion"] == e]
+        if sorted(rows["rank"]) != list(range(1, n_lm + 1)) or rows["landmark"].nunique() != n_lm:
+            raise EmolibError(f"landmark_ranking{suffix}.csv: the ranking of {e} is not a permutation "
+                              f"of its {n_lm} landmarks")
+        if not rows.sort_values("rank")["importance"].is_monotonic_decreasing:
+            raise EmolibError(f"landmark_ranking{suffix}.csv: importance of {e} does not decrease with rank")
+        if rows["region"].isna().any():
+            raise EmolibError(f"landmark_ranking{suffix}.csv: {e} has landmarks without a region")
+    comp = pd.read_csv(Path(run.results) / _results_name("completeness.csv", variant))
+    if len(comp[comp["emotion"].isin(emotions)]) != len(emotions) * n_base:
+        raise EmolibError(f"completeness{suffix}.csv: expected {len(emotions) * n_base} rows")
+    if not np.isfinite(comp[["mean_abs_gap", "max_abs_gap", "mean_abs_delta"]].to_numpy()).all():
+        raise EmolibError(f"completeness{suffix}.csv: holds NaN")
+    typical = pd.read_csv(Path(run.attributions) / f"typical{suffix}.csv")
+    if sorted(typical["emotion"]) != sorted(params.emotions):
+        raise EmolibError(f"typical{suffix}.csv: expected one typical video per emotion")
+
+
+def load_ranking(run: Any, variant: str = "t-emo") -> dict[str, np.ndarray]:
+    """Stage 03's ranking for stage 04: emotion -> landmark ids, most important first.
+
+    Raises:
+        DataError: ``results/landmark_ranking.csv`` is missing or malformed (run stage 03).
+    """
+    path = Path(run.results) / _results_name("landmark_ranking.csv", variant)
+    if not path.is_file():
+        raise DataError(f"{path}: no landmark ranking; run stage 03 (03_global_ig) first")
+    table = pd.read_csv(path)
+    missing = {"emotion", "rank", "landmark"} - set(table.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {sorted(missing)}")
+    out = {}
+    for e, rows in table.groupby("emotion", sort=False):
+        out[str(e)] = rows.sort_values("rank")["landmark"].to_numpy(dtype=int)
+    return out
+
+
+def load_masks(run: Any, emotion: str, variant: str = "t-emo") -> dict[str, np.ndarray]:
+    """One emotion's stored attribution masks (the npz written by stage 03)."""
+    path = attribution_path(run, emotion, variant)
+    if not path.is_file():
+        raise DataError(f"{path}: no attributions for {emotion}; run stage 03 (03_global_ig) first")
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+# ================================================================================================
+# Summaries shown by the notebook
+# ================================================================================================
+
+def baseline_agreement(per_baseline: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation between the per-baseline masks: (B, L) -> (B, B)."""
+    from scipy.stats import spearmanr
+
+    per_baseline = np.asarray(per_baseline, dtype=np.float64)
+    if per_baseline.shape[0] < 2:
+        return np.ones((per_baseline.shape[0],) * 2)
+    rho = spearmanr(per_baseline, axis=1).statistic
+    return np.atleast_2d(np.asarray(rho, dtype=np.float64))
+
+
+def agreement_table(masks: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame:
+    """Per emotion: mean, min and max Spearman correlation over the pairs of baselines."""
+    rows = []
+    for e, m in masks.items():
+        rho = baseline_agreement(m["per_baseline"])
+        off = rho[~np.eye(len(rho), dtype=bool)]
+        rows.append({"emotion": e, "mean_spearman": float(off.mean()), "min_spearman": float(off.min()),
+                     "max_spearman": float(off.max())})
+    return pd.DataFrame(rows)
+
+
+def load_ground_truth(run: Any) -> dict[str, np.ndarray] | None:
+    """``data/ground_truth.json`` (demo and synthetic data): emotion -> planted landmark ids, or
+    None when the source has none (real data)."""
+    path = Path(run.data) / "ground_truth.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        return {str(e): np.asarray(ids, dtype=int) for e, ids in raw["landmarks"].items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: not a ground-truth file of the form "
+                        f"{{\"landmarks\": {{emotion: [ids]}}}} ({exc})") from None
+
+
+def planted_recovery(ranking: Mapping[str, np.ndarray], ground_truth: Mapping[str, np.ndarray],
+                     n_landmarks: int | None = None, top: int = 64) -> pd.DataFrame:
+    """How many of the landmarks each emotion really moves the ranking puts at its top.
+
+    Args:
+        ranking: emotion -> landmark ids, most important first.
+        ground_truth: emotion -> the planted (really moved) landmark ids.
+        n_landmarks: how many landmarks were ranked (default: the ranking's length).
+        top: the second cut-off (the first is the planted count itself).
+
+    Returns:
+        One row per emotion present in both: planted, hits_top_planted (hits in the top
+        |planted|), chance_top_planted (expected hits of a random ranking, |planted|^2 / L),
+        hits_top<top>, chance_top<top> (top * |planted| / L), recall_top_planted.
+    """
+    rows = []
+    for e, order in ranking.items():
+        if e not in ground_truth:
+            continue
+        order = np.asarray(order, dtype=int)
+        planted = set(np.asarray(ground_truth[e], dtype=int).tolist()) & set(order.tolist())
+        n_lm = n_landmarks or len(order)
+        k = len(planted)
+        if k == 0:
+            continue
+        hits_k = len(planted & set(order[:k].tolist()))
+        hits_top = len(planted & set(order[:top].tolist()))
+        rows.append({"emotion": e, "planted": k, "hits_top_planted": hits_k,
+                     "chance_top_planted": k * k / n_lm, f"hits_top{top}": hits_top,
+                     f"chance_top{top}": min(top, n_lm) * k / n_lm,
+                     "recall_top_planted": hits_k / k})
+    return pd.DataFrame(rows)

@@ -1,0 +1,506 @@
+"""Stage 04: retrain T-EMO and R-EMO on each emotion's top-K landmarks, against random subsets.
+
+For every K in ``params.pruning.k`` and every selection rule (``ig``: the emotion's top-K landmarks
+from stage 03's ranking; ``random``: a seeded random subset of the same size, the control), the
+training stage's own entry point (:func:`emolib.training.train_models`) trains every
+(variant, emotion, seed) and appends its rows to ``results/pruning.csv``. Training resumes
+finished models, so an interrupted stage picks up where it stopped.
+
+Selection rules live in a small registry (:data:`SELECTION_RULES`); the rule's name is the
+``selection`` column of the results, so a further ranking (another attribution method, a
+region-based choice) is one :func:`register_selection` away.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from emolib.config import Params
+from emolib.errors import DataError, EmolibError, ParamsError
+from emolib.landmarks import LandmarkSet
+from emolib.run_folder import RunFolder
+
+# The columns results/training.csv and results/pruning.csv share (the training stage's contract).
+RESULT_COLUMNS: tuple[str, ...] = (
+    "variant", "emotion", "n_landmarks", "selection", "seed", "accuracy", "balanced_accuracy", "f1",
+    "roc_auc", "majority_accuracy", "epochs", "train_seconds", "seconds_per_epoch", "params",
+    "trainable_params", "filters", "lstm_units", "fc_units", "n_train", "n_val", "n_test",
+)
+# The two models of the paper, trained by stage 02 and retrained here.
+VARIANTS: tuple[str, ...] = ("t-emo", "r-emo")
+# One trained model is one row: these columns identify it.
+RESULT_KEY: tuple[str, ...] = ("variant", "emotion", "n_landmarks", "selection", "seed")
+
+Ranking = Mapping[str, Sequence[int]]
+# What train_models takes as ``landmark_ids``: one subset per emotion, or one per (emotion, seed).
+LandmarkChoice = Union[dict[str, np.ndarray], Callable[[str, int], np.ndarray]]
+
+
+@dataclass(frozen=True)
+class SelectionRule:
+    """A way of choosing K landmarks for an emotion.
+
+    Attributes:
+        name: the value written in the ``selection`` column of the results.
+        description: one line for reports.
+        per_seed: True when the subset changes with the seed (a random control), False when one
+            subset per (emotion, K) serves every seed (a ranking).
+        needs_ranking: True when the rule reads stage 03's ranking.
+        choose: ``(emotion, k, seed, ranking, available_ids) -> ids`` (``ranking`` may be None
+            for a rule that does not need it).
+    """
+
+    name: str
+    description: str
+    per_seed: bool
+    needs_ranking: bool
+    choose: Callable[[str, int, int, Optional[Ranking], np.ndarray], np.ndarray]
+
+
+SELECTION_RULES: dict[str, SelectionRule] = {}
+
+
+def register_selection(name: str, description: str, *, per_seed: bool, needs_ranking: bool):
+    """Decorator adding a selection rule to :data:`SELECTION_RULES` under ``name``.
+
+    Args:
+        name: the rule's name (the ``selection`` column); must not be ``all``, which names the
+            full landmark set of stage 02.
+        description: one line saying what the rule keeps.
+        per_seed: whether the subset depends on the seed.
+        needs_ranking: whether the rule reads stage 03's ranking.
+
+    Returns:
+        The decorator; it returns the function unchanged.
+
+    Raises:
+        EmolibError: ``name`` is ``all`` or already registered.
+    """
+    if name == "all" or name in SELECTION_RULES:
+        raise EmolibError(f"selection rule {name!r} is reserved or already registered")
+
+    def decorate(func):
+        SELECTION_RULES[name] = SelectionRule(name, description, per_seed, needs_ranking, func)
+        return func
+
+    return decorate
+
+
+@register_selection("ig", "the emotion's K most important landmarks by global Integrated Gradients "
+                    "(stage 03)", per_seed=False, needs_ranking=True)
+def top_k_landmarks(emotion: str, k: int, seed: int, ranking: Optional[Ranking],
+                    available_ids: np.ndarray) -> np.ndarray:
+    """The first ``k`` landmarks of ``emotion``'s ranking that the data holds.
+
+    Args:
+        emotion: the emotion whose ranking is used.
+        k: how many landmarks to keep.
+        seed: unused (one subset serves every seed).
+        ranking: emotion -> landmark ids, most important first.
+        available_ids: the landmark ids present in the data.
+
+    Returns:
+        ``k`` landmark ids, sorted by id (see :func:`select_landmarks`).
+
+    Raises:
+        EmolibError: no ranking, or the ranking of ``emotion`` is missing or too short.
+    """
+    if ranking is None or emotion not in ranking:
+        raise EmolibError(f"no landmark ranking for {emotion!r} (stage 03 writes results/landmark_ranking.csv)")
+    available = set(int(i) for i in available_ids)
+    ranked = [int(i) for i in ranking[emotion] if int(i) in available]
+    if len(ranked) < k:
+        raise EmolibError(f"the ranking of {emotion!r} holds {len(ranked)} landmarks present in the data; "
+                          f"K={k} needs {k}")
+    return np.asarray(ranked[:k], dtype=int)
+
+
+@register_selection("random", "K landmarks drawn at random, a different seeded subset per "
+                    "(emotion, K, seed): the chance level the ranking must beat",
+                    per_seed=True, needs_ranking=False)
+def random_landmarks(emotion: str, k: int, seed: int, ranking: Optional[Ranking],
+                     available_ids: np.ndarray) -> np.ndarray:
+    """A random subset of ``k`` landmarks, the same on every machine for (emotion, k, seed).
+
+    Args:
+        emotion: mixed into the random stream, so that emotions get different subsets.
+        k: how many landmarks to keep.
+        seed: the training seed; mixed into the random stream.
+        ranking: unused.
+        available_ids: the landmark ids to draw from.
+
+    Returns:
+        ``k`` distinct landmark ids.
+
+    Raises:
+        EmolibError: ``k`` exceeds the number of available landmarks.
+    """
+    available_ids = np.asarray(available_ids, dtype=int)
+    if k > available_ids.size:
+        raise EmolibError(f"cannot draw {k} random landmarks from {available_ids.size}")
+    # crc32, not hash(): Python salts str hashes per process, and the subset must not change
+    # between the run that trains a model and the run that resumes or reports it.
+    stream = np.random.default_rng([0xE40, int(seed), int(k), zlib.crc32(emotion.encode())])
+    return stream.choice(np.sort(available_ids), size=k, replace=False)
+
+
+def select_landmarks(rule: str, emotion: str, k: int, seed: int, *, ranking: Optional[Ranking] = None,
+                     available_ids: Sequence[int]) -> np.ndarray:
+    """Apply the selection rule ``rule``.
+
+    The ids come back sorted by MediaPipe id, whichever rule chose them: the convolution slides
+    over the landmark axis, so every model sees its landmarks in the same relative order as the
+    468-landmark model did, and rules differ only in which landmarks they keep.
+
+    Args:
+        rule: a name in :data:`SELECTION_RULES`.
+        emotion: the emotion the model recognises.
+        k: how many landmarks to keep.
+        seed: the training seed.
+        ranking: emotion -> ids most important first (for rules that need it).
+        available_ids: the landmark ids the data holds.
+
+    Returns:
+        ``k`` distinct landmark ids, ascending.
+
+    Raises:
+        ParamsError: ``rule`` is not registered.
+        EmolibError: the rule cannot produce ``k`` landmarks.
+    """
+    if rule not in SELECTION_RULES:
+        raise ParamsError(f"unknown landmark selection rule {rule!r}; known: {sorted(SELECTION_RULES)}")
+    ids = SELECTION_RULES[rule].choose(emotion, int(k), int(seed), ranking, np.asarray(available_ids, dtype=int))
+    ids = np.sort(np.asarray(ids, dtype=int))
+    if ids.size != k or np.unique(ids).size != k:
+        raise EmolibError(f"selection rule {rule!r} returned {np.unique(ids).size} distinct landmarks "
+                          f"for {emotion!r}, expected {k}")
+    return ids
+
+
+def landmark_choice(rule: str, k: int, emotions: Sequence[str], *, ranking: Optional[Ranking] = None,
+                    available_ids: Sequence[int]) -> LandmarkChoice:
+    """The ``landmark_ids`` argument of ``train_models`` for one rule and one K.
+
+    Args:
+        rule: a name in :data:`SELECTION_RULES`.
+        k: how many landmarks each model keeps.
+        emotions: the emotions trained.
+        ranking: emotion -> ids most important first (for rules that need it).
+        available_ids: the landmark ids the data holds.
+
+    Returns:
+        A dict emotion -> ids for a rule whose subset serves every seed; a function
+        ``(emotion, seed) -> ids`` for a per-seed rule.
+    """
+    available = np.asarray(available_ids, dtype=int)
+    if SELECTION_RULES[rule].per_seed:
+        def choose(emotion: str, seed: int) -> np.ndarray:
+            return select_landmarks(rule, emotion, k, seed, ranking=ranking, available_ids=available)
+        return choose
+    return {e: select_landmarks(rule, e, k, 0, ranking=ranking, available_ids=available) for e in emotions}
+
+
+def pruning_selections(params: Params) -> list[str]:
+    """The selection rules stage 04 trains: ``ig``, plus ``random`` when the control is on.
+
+    Args:
+        params: the run's parameters.
+
+    Returns:
+        Rule names, in training order.
+    """
+    return ["ig"] + (["random"] if params.pruning.random_control else [])
+
+
+def pruning_plan(params: Params, selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """What stage 04 will train, one row per (K, selection rule).
+
+    Args:
+        params: the run's parameters.
+        selections: the rules (default :func:`pruning_selections`).
+
+    Returns:
+        Columns n_landmarks, selection, description, models (variants x emotions x seeds),
+        grid_search.
+    """
+    selections = list(selections or pruning_selections(params))
+    n_models = len(VARIANTS) * len(params.emotions) * len(params.seeds)
+    return pd.DataFrame([{"n_landmarks": k, "selection": rule, "description": SELECTION_RULES[rule].description,
+                          "models": n_models, "grid_search": params.pruning.grid_search}
+                         for k in params.pruning.k for rule in selections])
+
+
+def subset_regions(params: Params, ranking: Optional[Ranking], available_ids: Sequence[int], *,
+                   seed: Optional[int] = None, selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """Where each rule's subsets lie on the face: landmarks per region, per emotion, K and rule.
+
+    Args:
+        params: the run's parameters (emotions, ``pruning.k``).
+        ranking: emotion -> ids most important first.
+        available_ids: the landmark ids the data holds.
+        seed: the seed for per-seed rules (default: the first seed).
+        selections: the rules (default :func:`pruning_selections`).
+
+    Returns:
+        One row per (emotion, n_landmarks, selection): a column per region with its count, and
+        ``overlap_with_ig`` (how many landmarks the subset shares with the IG subset).
+    """
+    from emolib.regions import REGIONS, region_of
+
+    selections = list(selections or pruning_selections(params))
+    seed = params.seeds[0] if seed is None else seed
+    rows = []
+    for emotion in params.emotions:
+        for k in params.pruning.k:
+            ig = (set(select_landmarks("ig", emotion, k, seed, ranking=ranking, available_ids=available_ids).tolist())
+                  if ranking is not None else set())
+            for rule in selections:
+                ids = select_landmarks(rule, emotion, k, seed, ranking=ranking, available_ids=available_ids)
+                regions = region_of(ids)
+                row = {"emotion": emotion, "n_landmarks": k, "selection": rule}
+                row.update({r: int((regions == r).sum()) for r in REGIONS})
+                row["overlap_with_ig"] = len(ig & set(ids.tolist())) if ig else np.nan
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pruning_csv(run: RunFolder) -> Path:
+    """Path of ``results/pruning.csv``."""
+    return run.results / "pruning.csv"
+
+
+def check_pruning_inputs(params: Params, data: LandmarkSet, ranking: Optional[Ranking],
+                         selections: Sequence[str], source: str = "results/landmark_ranking.csv") -> None:
+    """Refuse impossible pruning settings before any model is trained.
+
+    Args:
+        params: the run's parameters (``pruning.k``, ``emotions``).
+        data: the landmark set the models train on.
+        ranking: emotion -> ids most important first (may be None when no rule needs it).
+        selections: the rules to be trained.
+        source: where the ranking came from, for messages.
+
+    Raises:
+        ParamsError: a K is not below the number of landmarks in the data, or a rule is unknown.
+        DataError: the ranking lacks an emotion, repeats a landmark, or names landmarks the data
+            does not hold so that a K cannot be filled.
+    """
+    n_available = data.n_landmarks
+    too_big = [k for k in params.pruning.k if k >= n_available]
+    if too_big:
+        raise ParamsError(f"pruning.k: K={too_big} is not below the {n_available} landmarks in the data "
+                          f"(the full set is stage 02's run); use K < {n_available}")
+    unknown = [s for s in selections if s not in SELECTION_RULES]
+    if unknown:
+        raise ParamsError(f"unknown landmark selection rule(s) {unknown}; known: {sorted(SELECTION_RULES)}")
+    if not any(SELECTION_RULES[s].needs_ranking for s in selections):
+        return
+    if ranking is None:
+        raise DataError(f"{source}: no landmark ranking (stage 03 must run before stage 04)")
+    available = set(int(i) for i in data.landmark_ids)
+    k_max = max(params.pruning.k) if params.pruning.k else 0
+    for emotion in params.emotions:
+        if emotion not in ranking:
+            raise DataError(f"{source}: no ranking for emotion {emotion!r} (has {sorted(ranking)})")
+        ids = [int(i) for i in ranking[emotion]]
+        if len(set(ids)) != len(ids):
+            raise DataError(f"{source}: the ranking of {emotion!r} repeats landmarks")
+        usable = sum(1 for i in ids if i in available)
+        if usable < k_max:
+            raise DataError(f"{source}: the ranking of {emotion!r} holds {usable} landmarks present in the "
+                            f"data; pruning.k needs {k_max}")
+
+
+def run_pruning(run: RunFolder, params: Params, data: LandmarkSet, *, ranking: Optional[Ranking] = None,
+                selections: Optional[Sequence[str]] = None, progress: bool = True) -> pd.DataFrame:
+    """Train every (variant, emotion, seed) on each K and selection rule; return the results.
+
+    Models already trained (same parameters) are not trained again: ``train_models`` resumes.
+
+    Args:
+        run: the run folder (reads results/landmark_ranking.csv when ``ranking`` is None).
+        params: the run's parameters (``pruning.k``, ``pruning.random_control``,
+            ``pruning.grid_search``, seeds, model, train).
+        data: the full landmark set (all landmarks); each model keeps its subset.
+        ranking: emotion -> ids most important first; default: stage 03's ranking.
+        selections: rules to train; default :func:`pruning_selections`.
+        progress: show progress bars.
+
+    Returns:
+        The rows of results/pruning.csv for these parameters (see :func:`load_pruning`).
+
+    Raises:
+        ParamsError, DataError: bad settings or ranking (checked before any training).
+    """
+    from tqdm.auto import tqdm
+
+    from emolib.training import train_models
+
+    selections = list(selections or pruning_selections(params))
+    if ranking is None and any(SELECTION_RULES.get(s) and SELECTION_RULES[s].needs_ranking for s in selections):
+        from emolib.attribution import load_ranking
+
+        ranking = load_ranking(run)
+    check_pruning_inputs(params, data, ranking, selections)
+    plan = [(k, rule) for k in params.pruning.k for rule in selections]
+    for k, rule in tqdm(plan, desc="pruning (K, selection)", disable=not progress):
+        choice = landmark_choice(rule, k, params.emotions, ranking=ranking, available_ids=data.landmark_ids)
+        # The control gets the same treatment as the ranking (grid search included), so that
+        # the two differ only in which landmarks they keep.
+        train_models(run, params, data, selection=rule, landmark_ids=choice,
+                     grid_search=params.pruning.grid_search, results_csv=pruning_csv(run),
+                     progress=progress)
+    return load_pruning(run, params, selections=selections)
+
+
+def current_rows(table: pd.DataFrame, params: Params, *, n_landmarks: Optional[Sequence[int]] = None,
+                 selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """Rows of a results table that belong to these parameters, one per model (the latest).
+
+    A results CSV is appended to as models finish; rows from an earlier parameter set (other
+    seeds, other K) or a model trained twice must not count twice in a mean.
+
+    Args:
+        table: a results table with the :data:`RESULT_KEY` columns.
+        params: the run's parameters (emotions, seeds).
+        n_landmarks: keep only these K (default: all).
+        selections: keep only these rules (default: all).
+
+    Returns:
+        The filtered table, index reset.
+    """
+    keep = table["emotion"].isin(params.emotions) & table["seed"].isin(params.seeds)
+    if n_landmarks is not None:
+        keep &= table["n_landmarks"].isin(list(n_landmarks))
+    if selections is not None:
+        keep &= table["selection"].isin(list(selections))
+    out = table[keep].drop_duplicates(subset=list(RESULT_KEY), keep="last")
+    return out.reset_index(drop=True)
+
+
+def read_results_csv(path: Path, required: Sequence[str] = RESULT_COLUMNS) -> pd.DataFrame:
+    """Read a results table and check its columns.
+
+    Args:
+        path: the CSV file.
+        required: columns it must hold.
+
+    Returns:
+        The table.
+
+    Raises:
+        EmolibError: the file is missing, unreadable, empty or lacks a column.
+    """
+    if not path.is_file():
+        raise EmolibError(f"{path}: not found (the stage that writes it has not run)")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise EmolibError(f"{path}: not a readable CSV ({exc})") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise EmolibError(f"{path}: missing column(s) {missing}")
+    if table.empty:
+        raise EmolibError(f"{path}: holds no rows")
+    return table
+
+
+def load_pruning(run: RunFolder, params: Params, *, selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """The rows of results/pruning.csv for these parameters (K in ``pruning.k``, their seeds).
+
+    Args:
+        run: the run folder.
+        params: the run's parameters.
+        selections: keep only these rules (default: all rules in the file).
+
+    Returns:
+        One row per (variant, emotion, n_landmarks, selection, seed).
+
+    Raises:
+        EmolibError: results/pruning.csv is missing or malformed.
+    """
+    table = read_results_csv(pruning_csv(run))
+    return current_rows(table, params, n_landmarks=params.pruning.k, selections=selections)
+
+
+def load_runs(run: RunFolder, params: Params) -> pd.DataFrame:
+    """Stage 02's all-landmark rows (selection ``all``) and stage 04's rows, one per model.
+
+    Args:
+        run: the run folder.
+        params: the run's parameters.
+
+    Returns:
+        The two tables stacked (the columns of :data:`RESULT_COLUMNS`).
+
+    Raises:
+        EmolibError: results/training.csv or results/pruning.csv is missing or malformed.
+    """
+    training = current_rows(read_results_csv(run.results / "training.csv"), params)
+    # Stage 02 trains on every landmark; whatever it calls that, here it is the "all" selection.
+    training = training.assign(selection="all")
+    return pd.concat([training, load_pruning(run, params)], ignore_index=True)
+
+
+def ig_minus_random(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean accuracy of IG-selected against random subsets, side by side, per variant, emotion, K.
+
+    Args:
+        summary: from :func:`emolib.results.accuracy_summary`.
+
+    Returns:
+        Columns variant, emotion, n_landmarks, all (the all-landmark mean), ig, random,
+        ig_minus_random; empty when the random control did not run.
+    """
+    means = summary.pivot_table(index=["variant", "emotion"], columns=["selection", "n_landmarks"],
+                                values="mean")
+    rows = []
+    for (variant, emotion), row in means.iterrows():
+        full = row["all"].dropna() if "all" in row.index.get_level_values(0) else pd.Series(dtype=float)
+        for k in sorted({k for s, k in row.index if s == "ig"}, reverse=True):
+            if ("random", k) not in row.index:
+                continue
+            ig, rnd = row[("ig", k)], row[("random", k)]
+            rows.append({"variant": variant, "emotion": emotion, "n_landmarks": k,
+                         "all": float(full.iloc[0]) if len(full) else np.nan, "ig": ig, "random": rnd,
+                         "ig_minus_random": ig - rnd})
+    return pd.DataFrame(rows, columns=["variant", "emotion", "n_landmarks", "all", "ig", "random", "ig_minus_random"])
+
+
+def check_pruning_results(table: pd.DataFrame, params: Params,
+                          selections: Optional[Sequence[str]] = None) -> None:
+    """Check stage 04's results: every planned model present, metrics finite and in range.
+
+    Args:
+        table: rows from :func:`load_pruning`.
+        params: the run's parameters.
+        selections: the rules that were trained (default :func:`pruning_selections`).
+
+    Raises:
+        EmolibError: a model is missing, a metric is NaN, or an accuracy lies outside [0, 1].
+    """
+    selections = list(selections or pruning_selections(params))
+    expected = {(v, e, k, s, seed) for v in VARIANTS for e in params.emotions for k in params.pruning.k
+                for s in selections for seed in params.seeds}
+    have = set(map(tuple, table[list(RESULT_KEY)].itertuples(index=False, name=None)))
+    missing = sorted(expected - have)
+    if missing:
+        raise EmolibError(f"results/pruning.csv lacks {len(missing)} model(s), first: "
+                          f"{dict(zip(RESULT_KEY, missing[0]))}")
+    metrics = table[["accuracy", "balanced_accuracy", "f1", "majority_accuracy"]]
+    if metrics.isna().any().any():
+        raise EmolibError("results/pruning.csv: a metric is NaN")
+    if ((metrics < 0) | (metrics > 1)).any().any():
+        raise EmolibError("results/pruning.csv: a metric lies outside [0, 1]")
+
+
+__all__ = ["VARIANTS", "RESULT_COLUMNS", "RESULT_KEY", "SELECTION_RULES", "SelectionRule",
+           "register_selection", "select_landmarks", "landmark_choice", "pruning_selections",
+           "pruning_csv", "pruning_plan", "subset_regions", "load_runs", "ig_minus_random",
+           "check_pruning_inputs", "run_pruning", "current_rows", "read_results_csv",
+           "load_pruning", "check_pruning_results", "top_k_landmarks", "random_landmarks"]

@@ -1,0 +1,317 @@
+"""Integrated Gradients engine (equation 2) and the global landmark importance of stage 03."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import emolib  # noqa: F401  (selects tf-keras before TensorFlow loads)
+import tensorflow as tf
+
+try:  # keep TensorFlow light on a shared 2-core machine; fails once TF is already running
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+except RuntimeError:
+    pass
+import tf_keras as keras
+
+from emolib import attribution as A
+from emolib.errors import DataError, EmolibError, ParamsError
+
+P, L = 3, 6  # frames, landmarks of the tiny test models
+SHAPE = (P, 2, L, 1)
+
+
+def tiny_paper_model(seed: int = 0) -> keras.Model:
+    """The paper's layer stack at toy size: Conv2D per frame -> BN -> Flatten -> LSTM -> FC -> 2."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.layers.Input(SHAPE)
+    h = keras.layers.TimeDistributed(keras.layers.Conv2D(2, (2, 3), activation="relu"))(inp)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.TimeDistributed(keras.layers.Flatten())(h)
+    h = keras.layers.LSTM(4)(h)
+    h = keras.layers.Dropout(0.3)(h)
+    h = keras.layers.Dense(4, activation="relu")(h)
+    out = keras.layers.Dense(2, activation="softmax")(h)
+    return keras.Model(inp, out)
+
+
+def linear_model(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.layers.Input(SHAPE), keras.layers.Flatten(),
+                             keras.layers.Dense(2, bias_initializer="glorot_uniform")])
+
+
+def quadratic_model() -> keras.Model:
+    """Output column 1 is F(x) = sum(x^2): IG_i = x_i^2 - x'_i^2 exactly (integral known)."""
+    inp = keras.layers.Input(SHAPE)
+    s = keras.layers.Lambda(lambda t: tf.reduce_sum(tf.reshape(t * t, (tf.shape(t)[0], -1)), axis=1,
+                                                    keepdims=True))(inp)
+    out = keras.layers.Concatenate()([-s, s])
+    return keras.Model(inp, out)
+
+
+class CountingLayer(keras.layers.Layer):
+    """Identity that counts, in graph variables, how often and on how many rows it runs."""
+
+    def build(self, input_shape):
+        self.calls = self.add_weight(name="calls", shape=(), dtype="int64", initializer="zeros", trainable=False)
+        self.rows = self.add_weight(name="rows", shape=(), dtype="int64", initializer="zeros", trainable=False)
+        self.largest = self.add_weight(name="largest", shape=(), dtype="int64", initializer="zeros",
+                                       trainable=False)
+
+    def call(self, x):
+        n = tf.cast(tf.shape(x)[0], tf.int64)
+        with tf.control_dependencies([self.calls.assign_add(1), self.rows.assign_add(n),
+                                      self.largest.assign(tf.maximum(self.largest, n))]):
+            return tf.identity(x)
+
+
+@pytest.fixture(scope="module")
+def rng():
+    return np.random.default_rng(0)
+
+
+def _data(rng, n):
+    return rng.normal(size=(n,) + SHAPE).astype(np.float32)
+
+
+# ---- quadrature ---------------------------------------------------------------------------------
+
+def test_quadrature_equation_2_is_right_riemann_sum():
+    alphas, weights = A.quadrature("riemann_right", 4)
+    np.testing.assert_allclose(alphas, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(weights, [0.25] * 4)
+    for rule in A.RULES:
+        _, w = A.quadrature(rule, 7)
+        assert math.isclose(w.sum(), 1.0)
+    a, w = A.quadrature("trapezoid", 2)
+    np.testing.assert_allclose(a, [0, 0.5, 1])
+    np.testing.assert_allclose(w, [0.25, 0.5, 0.25])
+
+
+def test_quadrature_refuses_bad_rule_and_steps():
+    with pytest.raises(ParamsError, match="simpson"):
+        A.quadrature("simpson", 5)
+    with pytest.raises(ParamsError, match="steps"):
+        A.quadrature("riemann_right", 0)
+
+
+# ---- the engine ---------------------------------------------------------------------------------
+
+def test_linear_model_ig_equals_difference_times_weight(rng):
+    model = linear_model()
+    x, base = _data(rng, 4), _data(rng, 1)[0]
+    for target in (0, 1):
+        w = model.layers[-1].get_weights()[0][:, target].reshape(SHAPE).astype(np.float64)
+        res = A.integrated_gradients(model, x, base, steps=5, target=target)
+        expected = (x.astype(np.float64) - base.astype(np.float64)) * w
+        np.testing.assert_allclose(res.attributions, expected, rtol=1e-6, atol=1e-9)
+        assert res.attributions.shape == x.shape
+        # Completeness holds exactly for a linear F whatever m (up to float32 model outputs).
+        np.testing.assert_allclose(res.gaps, 0.0, atol=1e-5)
+
+
+def test_completeness_on_a_known_integral(rng):
+    model = quadratic_model()
+    x, base = _data(rng, 3), _data(rng, 3)
+    x64, b64 = x.astype(np.float64), base.astype(np.float64)
+    exact = x64 ** 2 - b64 ** 2
+    m = 8
+    # The integrand is linear in alpha: trapezoid and Gauss-Legendre are exact.
+    for rule in ("trapezoid", "gauss_legendre"):
+        res = A.integrated_gradients(model, x, base, steps=m, rule=rule)
+        np.testing.assert_allclose(res.attributions, exact, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(res.gaps, 0.0, atol=1e-4)
+    # Equation (2), right Riemann sum over alphas k/m, k = 1..m: overshoots by (x - x')^2 / m.
+    # (A left sum, k = 0..m-1, would undershoot by the same amount.)
+    res = A.integrated_gradients(model, x, base, steps=m)
+    np.testing.assert_allclose(res.attributions, exact + (x64 - b64) ** 2 / m, rtol=1e-5, atol=1e-5)
+    expected_gap = ((x64 - b64) ** 2).reshape(3, -1).sum(axis=1) / m
+    np.testing.assert_allclose(res.gaps, expected_gap, rtol=1e-4)
+    np.testing.assert_allclose(res.deltas, (x64 ** 2 - b64 ** 2).reshape(3, -1).sum(axis=1), rtol=1e-5)
+
+
+def test_gap_shrinks_as_steps_grow_on_the_paper_model(rng):
+    model = tiny_paper_model()
+    x, base = _data(rng, 3), _data(rng, 1)[0]
+    table = A.completeness_by_steps(model, x, base, [2, 8, 64], batch_size=64)
+    gaps = table["mean_abs_gap"].to_numpy()
+    assert gaps[2] < gaps[0]
+    assert gaps[2] < 0.05 * max(table["mean_abs_delta"].iloc[0], 1e-3) + 1e-4
+    assert list(table.columns) == ["steps", "mean_abs_gap", "max_abs_gap", "mean_abs_delta", "relative_gap"]
+
+
+def test_chunked_equals_unchunked(rng):
+    model = tiny_paper_model()
+    x, base = _data(rng, 5), _data(rng, 5)
+    whole = A.integrated_gradients(model, x, base, steps=9, batch_size=None)
+    assert whole.model_calls == 1
+    for bs in (1, 4, 7, 13, 45, 1000):  # chunks straddling samples, padding, one oversize chunk
+        part = A.integrated_gradients(model, x, base, steps=9, batch_size=bs)
+        # Same quadrature sum; only float32 rounding inside the model's batch-size-dependent
+        # kernels differs (about 1e-9 here on values of about 1e-3).
+        np.testing.assert_allclose(part.attributions, whole.attributions, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(part.gaps, whole.gaps, rtol=1e-5, atol=1e-8)
+    assert A.integrated_gradients(model, x, base, steps=9, batch_size=7).model_calls == math.ceil(45 / 7)
+
+
+def test_one_baseline_broadcast_equals_it_repeated(rng):
+    model = tiny_paper_model()
+    x, base = _data(rng, 4), _data(rng, 1)
+    one = A.integrated_gradients(model, x, base[0], steps=6, batch_size=5)
+    one_batched = A.integrated_gradients(model, x, base, steps=6, batch_size=5)
+    repeated = A.integrated_gradients(model, x, np.repeat(base, 4, axis=0), steps=6, batch_size=5)
+    np.testing.assert_allclose(one.attributions, repeated.attributions, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(one_batched.attributions, repeated.attributions, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(one.f_baselines, repeated.f_baselines)
+
+
+def test_result_unpacks_and_reports_outputs(rng):
+    model = tiny_paper_model()
+    x, base = _data(rng, 2), _data(rng, 1)[0]
+    res = A.integrated_gradients(model, x, base, steps=4)
+    attributions, gaps = res
+    assert attributions is res.attributions and gaps is res.gaps
+    probs = model(x, training=False).numpy()[:, 1]
+    np.testing.assert_allclose(res.f_inputs, probs, rtol=1e-5)
+    np.testing.assert_allclose(res.gaps, attributions.reshape(2, -1).sum(axis=1) - res.deltas, atol=1e-9)
+
+
+def test_bad_baseline_shape_is_a_clear_error(rng):
+    model = tiny_paper_model()
+    x = _data(rng, 3)
+    with pytest.raises(DataError, match=r"baselines have shape \(2, 3, 2, 6, 1\)"):
+        A.integrated_gradients(model, x, _data(rng, 2))
+    with pytest.raises(DataError, match="baselines have shape"):
+        A.integrated_gradients(model, x, np.zeros((P, 2, L)))
+    bad = _data(rng, 1)
+    bad[0, 0, 0, 0, 0] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        A.integrated_gradients(model, x, bad)
+    with pytest.raises(DataError, match="non-empty"):
+        A.integrated_gradients(model, x[:0], bad)
+
+
+def test_unknown_target_is_a_clear_error(rng):
+    model = tiny_paper_model()
+    x = _data(rng, 2)
+    for target in (2, -1, "1", 1.0):
+        with pytest.raises(EmolibError, match="not a class of this model: it has 2 outputs"):
+            A.integrated_gradients(model, x, x, target=target)
+    with pytest.raises(ParamsError, match="batch_size"):
+        A.integrated_gradients(model, x, x, batch_size=0)
+
+
+def test_model_calls_prove_batching(rng):
+    """Every compiled call carries a full chunk of (samples x steps) rows, not one sample."""
+    inner = tiny_paper_model()
+    counter = CountingLayer()
+    inp = keras.layers.Input(SHAPE)
+    model = keras.Model(inp, inner(counter(inp)))
+    x, base = _data(rng, 4), _data(rng, 1)[0]
+    chunk = 8
+    for steps in (10, 20):
+        before = {k: int(getattr(counter, k).numpy()) for k in ("calls", "rows")}
+        res = A.integrated_gradients(model, x, base, steps=steps, batch_size=chunk)
+        calls = int(counter.calls.numpy()) - before["calls"]
+        rows = int(counter.rows.numpy()) - before["rows"]
+        grad_calls = math.ceil(4 * steps / chunk)
+        assert res.model_calls == grad_calls
+        # gradient chunks + one forward call for F(x) (4 rows) + one for F(x') (1 row)
+        assert calls == grad_calls + 2
+        assert rows == grad_calls * chunk + 4 + 1
+        assert int(counter.largest.numpy()) == chunk
+    # One trace serves every chunk and every later call of the same chunk shape.
+    fn = A._COMPILED[model][("gradients", chunk, SHAPE)]
+    assert fn.experimental_get_tracing_count() == 1
+    A.integrated_gradients(model, _data(rng, 7), base, steps=3, batch_size=chunk)
+    assert fn.experimental_get_tracing_count() == 1
+
+
+def test_plain_callable_models_work(rng):
+    w = rng.normal(size=SHAPE).astype(np.float32)
+
+    def f(t):
+        s = tf.reduce_sum(tf.reshape(t * w, (tf.shape(t)[0], -1)), axis=1, keepdims=True)
+        return tf.concat([tf.sigmoid(-s), tf.sigmoid(s)], axis=1)
+
+    x, base = _data(rng, 2), np.zeros(SHAPE, np.float32)
+    res = A.integrated_gradients(f, x, base, steps=200, rule="gauss_legendre")
+    np.testing.assert_allclose(res.gaps, 0.0, atol=1e-6)
+
+
+# ---- masks, curves ------------------------------------------------------------------------------
+
+def test_landmark_mask_sums_abs_over_frames_and_coordinates(rng):
+    a = rng.normal(size=(2,) + SHAPE)
+    mask = A.landmark_mask(a)
+    assert mask.shape == (2, L)
+    np.testing.assert_allclose(mask[1, 3], np.abs(a[1, :, :, 3, 0]).sum())
+    np.testing.assert_allclose(A.landmark_mask(a[0]), mask[0])
+    np.testing.assert_allclose(A.landmark_mask(a[..., 0]), mask)
+    with pytest.raises(DataError, match="attributions must be shaped"):
+        A.landmark_mask(rng.normal(size=(2, 3, 4)))
+
+
+def test_alpha_curve_runs_from_baseline_to_input(rng):
+    model = tiny_paper_model()
+    x, base = _data(rng, 1)[0], _data(rng, 1)[0]
+    alphas, probs = A.alpha_curve(model, x, base, steps=10)
+    assert alphas.shape == probs.shape == (11,)
+    assert alphas[0] == 0 and alphas[-1] == 1
+    out = model(np.stack([base, x]), training=False).numpy()[:, 1]
+    np.testing.assert_allclose(probs[[0, -1]], out, rtol=1e-5)
+    with pytest.raises(DataError, match="baseline shape"):
+        A.alpha_curve(model, x, base[:2], steps=3)
+
+
+# ---- global aggregation -------------------------------------------------------------------------
+
+def test_aggregation_averages_samples_first_then_baselines():
+    b1 = np.array([[1.0, 0.0], [3.0, 0.0]])        # 2 samples: mean (2, 0)
+    b2 = np.array([[0.0, 6.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])  # 4 samples: mean (0, 1.5)
+    per_baseline, global_mask = A.aggregate_masks([b1, b2])
+    np.testing.assert_allclose(per_baseline, [[2.0, 0.0], [0.0, 1.5]])
+    np.testing.assert_allclose(global_mask, [1.0, 0.75])
+    pooled = np.concatenate([b1, b2]).mean(axis=0)  # the other order would give (2/3, 1)
+    assert not np.allclose(global_mask, pooled)
+    with pytest.raises(EmolibError):
+        A.aggregate_masks([])
+
+
+def test_rank_select_and_typical():
+    np.testing.assert_array_equal(A.rank_landmarks(np.array([0.1, 0.5, 0.1, 0.9]), [10, 11, 12, 13]),
+                                  [13, 11, 10, 12])
+    cand = np.arange(100, 140)
+    a = A.select_explained(cand, 5, seed=0, emotion="anger")
+    assert len(a) == 5 and set(a) <= set(cand) and np.all(np.diff(a) > 0)
+    np.testing.assert_array_equal(a, A.select_explained(cand[::-1], 5, seed=0, emotion="anger"))
+    assert not np.array_equal(a, A.select_explained(cand, 5, seed=1, emotion="anger"))
+    np.testing.assert_array_equal(A.select_explained(cand, None, 0, "anger"), cand)
+    inputs = np.array([[0.0, 0.0], [1.0, 1.0], [10.0, 10.0], [1.2, 1.0]])
+    assert A.typical_sample(inputs, "most_confident", np.array([0.2, 0.9, 0.5, 0.1])) == (1, 0.9)
+    pos, dist = A.typical_sample(inputs, "medoid")  # mean is (3.05, 3.0): (1.2, 1.0) is closest
+    assert pos == 3 and math.isclose(dist, math.hypot(1.85, 2.0))
+    with pytest.raises(ParamsError, match="centroid"):
+        A.typical_sample(inputs, "centroid")
+
+
+def test_planted_recovery_and_agreement():
+    ranking = {"anger": np.array([5, 1, 7, 2, 9, 0, 3, 4, 6, 8]), "fear": np.arange(10)}
+    truth = {"anger": np.array([1, 2, 3]), "fear": np.array([8, 9])}
+    table = A.planted_recovery(ranking, truth, top=4).set_index("emotion")
+    assert table.loc["anger", "planted"] == 3
+    assert table.loc["anger", "hits_top_planted"] == 1   # top 3 = 5, 1, 7
+    assert table.loc["anger", "hits_top4"] == 2          # top 4 adds 2
+    assert math.isclose(table.loc["anger", "chance_top_planted"], 0.9)
+    assert math.isclose(table.loc["anger", "chance_top4"], 1.2)
+    assert table.loc["fear", "hits_top_planted"] == 0
+    masks = np.array([[1.0, 2.0, 3.0, 4.0], [10.0, 20.0, 30.0, 40.0], [4.0, 3.0, 2.0, 1.0]])
+    rho = A.baseline_agreement(masks)
+    np.testing.assert_allclose(rho[0, 1], 1.0)
+    np.testing.assert_allclose(rho[0, 2], -1.0)
+    table = A.agreement_table({"anger": {"per_baseline": masks}})
+    assert math.isclose(table.loc[0, "mean_spearman"], (1 - 1 - 1) / 3)

@@ -1,0 +1,262 @@
+"""Stage 04: selection rules produce the right subsets, bad settings are refused before training,
+results tables are read per model, and (with the training stage) the pruning study runs and
+resumes on a tiny synthetic run."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emolib import EMOTIONS, N_LANDMARKS
+from emolib.config import parse_params
+from emolib.errors import DataError, EmolibError, ParamsError
+from emolib import pruning as P
+from tests.synthetic import make_landmark_set
+
+ALL_IDS = np.arange(N_LANDMARKS)
+
+
+def ranking_for(emotions=EMOTIONS, seed=3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {e: rng.permutation(N_LANDMARKS) for e in emotions}
+
+
+def small_params(**pruning):
+    return parse_params({"name": "p", "seeds": [0, 1], "pruning": {"k": [64, 16], **pruning}}, "test")
+
+
+# ---- the registry ---------------------------------------------------------------------------------
+
+def test_registry_holds_ig_and_random():
+    assert set(P.SELECTION_RULES) >= {"ig", "random"}
+    assert not P.SELECTION_RULES["ig"].per_seed and P.SELECTION_RULES["ig"].needs_ranking
+    assert P.SELECTION_RULES["random"].per_seed and not P.SELECTION_RULES["random"].needs_ranking
+
+
+def test_a_new_rule_is_one_registration_away():
+    @P.register_selection("lowest_ids", "the K smallest ids", per_seed=False, needs_ranking=False)
+    def lowest(emotion, k, seed, ranking, available):
+        return np.sort(available)[:k][::-1]
+
+    try:
+        ids = P.select_landmarks("lowest_ids", "anger", 5, 0, available_ids=ALL_IDS)
+        assert ids.tolist() == [0, 1, 2, 3, 4]  # sorted by id whatever order the rule returned
+        with pytest.raises(EmolibError, match="already registered"):
+            P.register_selection("lowest_ids", "again", per_seed=False, needs_ranking=False)
+    finally:
+        del P.SELECTION_RULES["lowest_ids"]
+    with pytest.raises(EmolibError, match="reserved"):
+        P.register_selection("all", "the full set", per_seed=False, needs_ranking=False)
+
+
+def test_unknown_rule_is_refused():
+    with pytest.raises(ParamsError, match=r"unknown landmark selection rule 'shap'"):
+        P.select_landmarks("shap", "anger", 5, 0, available_ids=ALL_IDS)
+
+
+def test_a_rule_returning_too_few_landmarks_is_caught():
+    @P.register_selection("broken", "repeats a landmark", per_seed=False, needs_ranking=False)
+    def broken(emotion, k, seed, ranking, available):
+        return np.zeros(k, dtype=int)
+
+    try:
+        with pytest.raises(EmolibError, match="returned 1 distinct landmarks"):
+            P.select_landmarks("broken", "anger", 4, 0, available_ids=ALL_IDS)
+    finally:
+        del P.SELECTION_RULES["broken"]
+
+
+# ---- ig ------------------------------------------------------------------------------------------
+
+def test_ig_keeps_the_top_k_of_each_emotion():
+    ranking = ranking_for()
+    for e in EMOTIONS:
+        ids = P.select_landmarks("ig", e, 16, seed=5, ranking=ranking, available_ids=ALL_IDS)
+        assert ids.tolist() == sorted(ranking[e][:16].tolist())
+    # the same subset for every seed
+    assert np.array_equal(P.select_landmarks("ig", "fear", 32, 0, ranking=ranking, available_ids=ALL_IDS),
+                          P.select_landmarks("ig", "fear", 32, 9, ranking=ranking, available_ids=ALL_IDS))
+
+
+def test_ig_skips_ranked_landmarks_the_data_lacks():
+    ranking = {"anger": np.array([5, 400, 7, 3, 2])}
+    ids = P.select_landmarks("ig", "anger", 3, 0, ranking=ranking, available_ids=np.arange(10))
+    assert ids.tolist() == [3, 5, 7]
+    with pytest.raises(EmolibError, match="holds 4 landmarks present in the data; K=5"):
+        P.select_landmarks("ig", "anger", 5, 0, ranking=ranking, available_ids=np.arange(10))
+    with pytest.raises(EmolibError, match="no landmark ranking for 'fear'"):
+        P.select_landmarks("ig", "fear", 3, 0, ranking=ranking, available_ids=np.arange(10))
+
+
+# ---- random ----------------------------------------------------------------------------------------
+
+def test_random_subsets_are_valid_reproducible_and_differ_per_emotion_k_and_seed():
+    draws = {}
+    for e in EMOTIONS:
+        for k in (64, 16):
+            for seed in (0, 1, 2):
+                ids = P.select_landmarks("random", e, k, seed, available_ids=ALL_IDS)
+                assert ids.size == k and np.unique(ids).size == k and np.isin(ids, ALL_IDS).all()
+                assert np.array_equal(ids, P.select_landmarks("random", e, k, seed, available_ids=ALL_IDS))
+                draws[(e, k, seed)] = tuple(ids)
+    assert len(set(draws.values())) == len(draws)
+
+
+def test_random_subsets_draw_only_from_available_landmarks():
+    available = np.arange(100, 200)
+    ids = P.select_landmarks("random", "anger", 50, 3, available_ids=available)
+    assert np.isin(ids, available).all()
+    with pytest.raises(EmolibError, match="cannot draw 120 random landmarks from 100"):
+        P.select_landmarks("random", "anger", 120, 3, available_ids=available)
+
+
+def test_random_subsets_are_the_same_in_another_process():
+    """The resumed or reporting process must see the subsets the training process used."""
+    here = P.select_landmarks("random", "sadness", 32, 4, available_ids=ALL_IDS).tolist()
+    code = ("from emolib.pruning import select_landmarks; import numpy as np; "
+            "print(select_landmarks('random', 'sadness', 32, 4, available_ids=np.arange(468)).tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={"PYTHONHASHSEED": "123", "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(here)
+
+
+def test_random_ignores_the_ranking():
+    a = P.select_landmarks("random", "anger", 16, 1, ranking=ranking_for(seed=1), available_ids=ALL_IDS)
+    b = P.select_landmarks("random", "anger", 16, 1, ranking=ranking_for(seed=2), available_ids=ALL_IDS)
+    assert np.array_equal(a, b)
+
+
+# ---- what train_models receives -----------------------------------------------------------------
+
+def test_landmark_choice_is_a_dict_for_ig_and_a_function_for_random():
+    ranking = ranking_for()
+    ig = P.landmark_choice("ig", 16, list(EMOTIONS), ranking=ranking, available_ids=ALL_IDS)
+    assert isinstance(ig, dict) and set(ig) == set(EMOTIONS)
+    assert ig["happiness"].tolist() == sorted(ranking["happiness"][:16].tolist())
+    rnd = P.landmark_choice("random", 16, list(EMOTIONS), ranking=ranking, available_ids=ALL_IDS)
+    assert callable(rnd)
+    assert np.array_equal(rnd("anger", 2), P.select_landmarks("random", "anger", 16, 2, available_ids=ALL_IDS))
+    assert not np.array_equal(rnd("anger", 2), rnd("anger", 3))
+
+
+def test_selections_follow_the_random_control_switch():
+    assert P.pruning_selections(small_params()) == ["ig", "random"]
+    assert P.pruning_selections(small_params(random_control=False)) == ["ig"]
+
+
+# ---- checks before training -------------------------------------------------------------------------
+
+def test_k_not_below_the_landmarks_in_the_data_is_refused():
+    data = make_landmark_set(subjects=1, frames=3, n_landmarks=40, flip=False)
+    with pytest.raises(ParamsError, match=r"pruning.k: K=\[64\] is not below the 40 landmarks"):
+        P.check_pruning_inputs(small_params(), data, ranking_for(), ["ig"])
+    full = make_landmark_set(subjects=1, frames=3, flip=False)
+    with pytest.raises(ParamsError, match=r"K=\[468\]"):
+        P.check_pruning_inputs(parse_params({"pruning": {"k": [468, 16]}}), full, ranking_for(), ["ig"])
+
+
+def test_bad_rankings_are_refused_naming_the_file_and_emotion():
+    data = make_landmark_set(subjects=1, frames=3, flip=False)
+    params = small_params()
+    ranking = ranking_for()
+    P.check_pruning_inputs(params, data, ranking, ["ig", "random"])  # fine
+    with pytest.raises(DataError, match=r"landmark_ranking.csv: no ranking for emotion 'surprise'"):
+        P.check_pruning_inputs(params, data, {e: r for e, r in ranking.items() if e != "surprise"}, ["ig"])
+    short = dict(ranking, fear=ranking["fear"][:20])
+    with pytest.raises(DataError, match=r"the ranking of 'fear' holds 20 landmarks .* pruning.k needs 64"):
+        P.check_pruning_inputs(params, data, short, ["ig"])
+    repeated = dict(ranking, anger=np.concatenate([ranking["anger"], ranking["anger"][:1]]))
+    with pytest.raises(DataError, match="repeats landmarks"):
+        P.check_pruning_inputs(params, data, repeated, ["ig"])
+    with pytest.raises(DataError, match="no landmark ranking"):
+        P.check_pruning_inputs(params, data, None, ["ig"])
+    P.check_pruning_inputs(params, data, None, ["random"])  # the control alone needs no ranking
+    with pytest.raises(ParamsError, match="unknown landmark selection rule"):
+        P.check_pruning_inputs(params, data, ranking, ["ig", "shap"])
+
+
+# ---- results tables --------------------------------------------------------------------------------
+
+def rows(**over):
+    base = {c: 0.5 for c in P.RESULT_COLUMNS}
+    base.update(variant="t-emo", emotion="anger", n_landmarks=16, selection="ig", seed=0)
+    base.update(over)
+    return base
+
+
+def test_current_rows_keep_the_latest_row_of_each_model_and_the_params_seeds():
+    params = small_params()
+    table = pd.DataFrame([rows(accuracy=0.6), rows(accuracy=0.7), rows(seed=7), rows(n_landmarks=32),
+                          rows(emotion="fear", selection="random")])
+    out = P.current_rows(table, params, n_landmarks=[16], selections=["ig"])
+    assert len(out) == 1 and out["accuracy"].iloc[0] == 0.7
+
+
+def test_results_csv_problems_name_the_file(tmp_path):
+    with pytest.raises(EmolibError, match=r"pruning.csv: not found"):
+        P.read_results_csv(tmp_path / "pruning.csv")
+    path = tmp_path / "bad.csv"
+    pd.DataFrame([{"variant": "t-emo"}]).to_csv(path, index=False)
+    with pytest.raises(EmolibError, match=r"bad.csv: missing column"):
+        P.read_results_csv(path)
+    path.write_text("")
+    with pytest.raises(EmolibError, match=r"bad.csv: not a readable CSV"):
+        P.read_results_csv(path)
+
+
+def test_check_pruning_results_finds_missing_models_and_bad_metrics():
+    params = parse_params({"emotions": ["anger", "fear"], "seeds": [0], "pruning": {"k": [16]}}, "t")
+    full = pd.DataFrame([rows(variant=v, emotion=e, selection=s, accuracy=0.8) for v in P.VARIANTS
+                         for e in ("anger", "fear") for s in ("ig", "random")])
+    P.check_pruning_results(full, params)
+    with pytest.raises(EmolibError, match="lacks 1 model"):
+        P.check_pruning_results(full.iloc[1:], params)
+    broken = full.copy()
+    broken.loc[0, "accuracy"] = np.nan
+    with pytest.raises(EmolibError, match="NaN"):
+        P.check_pruning_results(broken, params)
+    broken.loc[0, "accuracy"] = 1.5
+    with pytest.raises(EmolibError, match="outside"):
+        P.check_pruning_results(broken, params)
+
+
+# ---- what the notebook shows ---------------------------------------------------------------------
+
+def test_plan_counts_every_model():
+    plan = P.pruning_plan(small_params())
+    assert plan[["n_landmarks", "selection"]].to_numpy().tolist() == [[64, "ig"], [64, "random"], [16, "ig"],
+                                                                      [16, "random"]]
+    assert (plan["models"] == 2 * 6 * 2).all()
+
+
+def test_subset_regions_count_each_subset_and_its_overlap_with_ig():
+    from emolib.regions import REGIONS, region_of
+
+    ranking = ranking_for()
+    table = P.subset_regions(small_params(), ranking, ALL_IDS)
+    assert len(table) == 6 * 2 * 2
+    assert (table[list(REGIONS)].sum(axis=1) == table["n_landmarks"]).all()
+    ig = table[(table["selection"] == "ig")]
+    assert (ig["overlap_with_ig"] == ig["n_landmarks"]).all()
+    row = ig[(ig["emotion"] == "anger") & (ig["n_landmarks"] == 16)].iloc[0]
+    regions = region_of(ranking["anger"][:16])
+    assert all(row[r] == (regions == r).sum() for r in REGIONS)
+
+
+def test_load_runs_and_ig_minus_random(tmp_path):
+    from tests.test_results import IG_GAIN, RANDOM_LOSS, write_fake_study
+    from emolib.results import accuracy_summary
+
+    run, params = write_fake_study(tmp_path / "run")
+    runs = P.load_runs(run, params)
+    assert set(runs["selection"]) == {"all", "ig", "random"}
+    table = P.ig_minus_random(accuracy_summary(runs))
+    assert len(table) == 2 * 6 * 2
+    assert np.allclose(table["ig_minus_random"], IG_GAIN + RANDOM_LOSS)
+    assert np.allclose(table["ig"] - table["all"], IG_GAIN)
+    no_control = accuracy_summary(runs[runs["selection"] != "random"])
+    assert P.ig_minus_random(no_control).empty
