@@ -237,11 +237,11 @@ def expression_programs(layout: np.ndarray) -> dict[str, tuple[str, list[Action]
             Action(lower_lip + CHIN, 0.12, (0.0, 0.11), g["below_mouth"]),
         ]),
         "anger": ("brows lowered and drawn together (AU4), lids tightened (AU7), lips pressed (AU24)", [
-            Action(brows, 0.07, (0.0, 0.05), g["above_eyes"]),
-            Action(INNER_BROWS, 0.07, (-0.05, 0.02), g["above_eyes"]),
+            Action(brows, 0.07, (0.0, 0.06), g["above_eyes"]),
+            Action(INNER_BROWS, 0.07, (-0.06, 0.03), g["above_eyes"]),
             Action(upper_lids, 0.03, (0.0, 0.02), g["upper_lids"]),
-            Action(upper_lip, 0.02, (0.0, 0.025), g["upper_lip"]),
-            Action(lower_lip, 0.02, (0.0, -0.03), g["lower_lip"]),
+            Action(upper_lip, 0.02, (0.0, 0.03), g["upper_lip"]),
+            Action(lower_lip, 0.02, (0.0, -0.035), g["lower_lip"]),
             Action(LIP_CORNERS, 0.04, (-0.03, 0.0), g["mouth_area"]),
         ]),
         "disgust": ("nose wrinkled (AU9), upper lip raised (AU10), inner brows lowered", [

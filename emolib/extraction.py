@@ -50,9 +50,10 @@ from emolib.landmarks import LandmarkSet, load_landmarks, save_landmarks
 
 # Bump when the per-frame algorithm changes: it is part of every cache key.
 EXTRACTOR_VERSION = "1"
-# Margin added around the landmarks' bounding box (fraction of its larger side, in total), so the
-# crop shows the whole head outline the way FaceMesh's own detector expects.
-CROP_MARGIN = 0.25
+# Margin added around the first frame's landmark bounding box (fraction of its larger side, in
+# total): room for the face to move within its sequence's fixed box (a dropped jaw, a nod) and the
+# context FaceMesh's own face detector expects.
+CROP_MARGIN = 0.4
 REPORT_COLUMNS = ("sequence", "subject", "emotion", "frames", "frames_without_face", "status", "reason")
 
 # Landmarks on the facial midline of MediaPipe's canonical face: their own mirror images.
@@ -226,22 +227,24 @@ def square_box(points_px: np.ndarray, margin: float = CROP_MARGIN) -> tuple[floa
 def crop_square(grey: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
     """Cut ``box`` out of a grey frame and resize it to ``size`` x ``size`` (edges replicated).
 
-    One affine warp does crop, padding and resize together, so a box reaching past the frame edge
-    costs nothing extra.
+    The box is rounded to whole pixels (it is fixed for a whole sequence, so rounding shifts no
+    frame against another). Inside the frame this is a slice and one resize, the cheapest path;
+    a box reaching past the edge is padded first.
     """
     import cv2
 
-    x0, y0, side = box
-    scale = size / side
-    matrix = np.array([[scale, 0.0, -x0 * scale], [0.0, scale, -y0 * scale]], dtype=np.float64)
-    # Shrinking by more than 2x needs area averaging to avoid aliasing; warpAffine's linear
-    # filter does not average, so shrink with resize first.
-    if scale < 0.5:
-        factor = scale * 2.0
-        grey = cv2.resize(grey, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        matrix[:, :2] /= factor
-    return cv2.warpAffine(grey, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+    x0, y0, side = (int(round(v)) for v in box)
+    side = max(side, 1)
+    height, width = grey.shape[:2]
+    left, top = max(0, -x0), max(0, -y0)
+    right, bottom = max(0, x0 + side - width), max(0, y0 + side - height)
+    if left or top or right or bottom:
+        grey = cv2.copyMakeBorder(grey, top, bottom, left, right, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + left, y0 + top
+    patch = grey[y0:y0 + side, x0:x0 + side]
+    # Area averaging when shrinking (no aliasing), linear when enlarging.
+    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(patch, (size, size), interpolation=interpolation)
 
 
 def _block_tensorflow_import() -> None:
@@ -312,7 +315,9 @@ class FaceMeshExtractor:
     def landmarks(self, image: np.ndarray) -> Optional[np.ndarray]:
         """FaceMesh on one image (grey or RGB uint8): (468, 2) x/y normalised to it, or None."""
         if image.ndim == 2:
-            image = np.repeat(image[:, :, None], 3, axis=2)
+            import cv2
+
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # FaceMesh takes RGB only
         if self._warm:
             result = self._mesh.process(np.ascontiguousarray(image))
         else:
@@ -354,7 +359,8 @@ class FaceMeshExtractor:
                         box = square_box(pixels)
                         points = self.landmarks(crop_square(grey, box, self.crop_size))
                     if points is None:  # express the whole-frame landmarks in crop coordinates
-                        points = (pixels - np.array(box[:2], dtype=np.float32)) / np.float32(box[2])
+                        x0, y0, side = (float(round(v)) for v in box)  # as crop_square rounds
+                        points = (pixels - np.array([x0, y0], dtype=np.float32)) / np.float32(side)
             rows.append(points)
         landmarks = np.full((len(rows), 2, N_LANDMARKS), np.nan, dtype=np.float32)
         for i, points in enumerate(rows):
@@ -433,6 +439,9 @@ def _run_task(task: _Task) -> tuple[str, Optional[str]]:
         result = extractor.extract_frames(iter_frames(task.info))
     except DataError as exc:
         return task.info.sequence, str(exc)
+    except Exception as exc:  # an odd file OpenCV or MediaPipe chokes on: this sequence only
+        where = task.info.files[0].parent if task.info.kind == "frames" else task.info.files[0]
+        return task.info.sequence, f"{where}: extraction failed ({type(exc).__name__}: {exc})"
     result.save(task.cache_path)
     return task.info.sequence, None
 

@@ -111,6 +111,7 @@ class Study:
         xy: (L, 2) mean landmark positions over the data (for the face figures).
         landmark_ids: (L,) ids of the rows of ``xy``.
         ground_truth: emotion -> landmark ids each emotion moves, when the data knows (demo data).
+        grid: every combination the grid searches tried (results/grid_search.csv), when present.
     """
 
     training: pd.DataFrame
@@ -122,6 +123,7 @@ class Study:
     xy: np.ndarray
     landmark_ids: np.ndarray
     ground_truth: Optional[dict[str, np.ndarray]] = None
+    grid: Optional[pd.DataFrame] = None
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -185,8 +187,13 @@ def load_study(run: RunFolder, params: Params) -> Study:
             truth = {e: np.asarray(v, dtype=int) for e, v in raw.items() if e in params.emotions}
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
             truth = None  # an unreadable ground truth only loses one optional table
+    grid = None
+    grid_path = run.results / "grid_search.csv"
+    if grid_path.is_file():  # optional: only counts the combinations each choice was made among
+        grid = read_results_csv(grid_path, ("emotion", "n_landmarks", "selection", "filters"))
     return Study(training=training, pruning=pruning, ranking=ranking, svm=svm, hyperparameters=hyper,
-                 full_k=full_k, xy=mean_face(data.X), landmark_ids=data.landmark_ids, ground_truth=truth or None)
+                 full_k=full_k, xy=mean_face(data.X), landmark_ids=data.landmark_ids, ground_truth=truth or None,
+                 grid=grid)
 
 
 # ---- accuracy tables (Tables 6 and 7) -----------------------------------------------------------
@@ -285,7 +292,8 @@ def chosen_hyperparameters(study: Study, params: Params, *, with_paper: bool = F
 
     The values are those the models were trained with (read from the results rows, so the table
     is right whether or not a grid search ran); the grid search's validation accuracy of that
-    choice is added when the grid-search table has it.
+    choice is added from results/hyperparameters.csv, and the number of combinations it was
+    chosen among from results/grid_search.csv, when they have them.
 
     Args:
         study: the loaded study.
@@ -308,15 +316,20 @@ def chosen_hyperparameters(study: Study, params: Params, *, with_paper: bool = F
             f, q, r = (int(hit[c].mode().iloc[0]) for c in ("filters", "lstm_units", "fc_units"))
             row = {"n_landmarks": k, "emotion": emotion, "filters": f, "lstm_units": q, "fc_units": r,
                    "val_accuracy": np.nan, "grid_points": 0}
-            if study.hyperparameters is not None:
-                grid = study.hyperparameters
-                grid = grid[(grid["emotion"] == emotion) & (grid["n_landmarks"] == k)]
+
+            def rows_of(table: pd.DataFrame) -> pd.DataFrame:
+                table = table[(table["emotion"] == emotion) & (table["n_landmarks"] == k)]
                 if k != study.full_k:  # the full set has one selection, whatever stage 02 names it
-                    grid = grid[grid["selection"] == "ig"]
-                row["grid_points"] = int(len(grid))
-                match = grid[(grid["filters"] == f) & (grid["lstm_units"] == q) & (grid["fc_units"] == r)]
+                    table = table[table["selection"] == "ig"]
+                return table[(table["filters"] == f) & (table["lstm_units"] == q) & (table["fc_units"] == r)]
+
+            if study.hyperparameters is not None:
+                match = rows_of(study.hyperparameters)
                 if len(match):
                     row["val_accuracy"] = float(match["val_accuracy"].max())
+            if study.grid is not None:
+                grid = study.grid[(study.grid["emotion"] == emotion) & (study.grid["n_landmarks"] == k)]
+                row["grid_points"] = int(len(grid if k == study.full_k else grid[grid["selection"] == "ig"]))
             if with_paper:
                 ref = paper.HYPERPARAMETERS.get(k, {}).get(emotion)
                 row.update(paper_filters=ref[0] if ref else np.nan, paper_lstm_units=ref[1] if ref else np.nan,

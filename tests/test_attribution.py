@@ -315,3 +315,189 @@ def test_planted_recovery_and_agreement():
     np.testing.assert_allclose(rho[0, 2], -1.0)
     table = A.agreement_table({"anger": {"per_baseline": masks}})
     assert math.isclose(table.loc[0, "mean_spearman"], (1 - 1 - 1) / 3)
+
+
+# ---- the stage on a synthetic run with stage 02's real (tiny) models ---------------------------
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A synthetic run (planted landmarks, ground truth) with tiny T-EMO models of seed 0."""
+    import yaml
+
+    from emolib.landmarks import load_landmarks
+    from emolib.run_folder import open_run
+    from emolib.training import configure_tensorflow, train_models
+    from tests.synthetic import write_synthetic_run
+
+    root = tmp_path_factory.mktemp("ig_stage")
+    raw = {"name": "ig-test", "data": {"source": "demo"}, "frames": 4, "seeds": [0],
+           "split": "subject", "test_fraction": 0.25, "val_fraction": 0.2,
+           "model": {"filters": 2, "lstm_units": 4, "fc_units": 4},
+           "train": {"epochs": 30, "batch_size": 16, "learning_rate": 0.01, "patience": 50, "threads": 1},
+           "grid": {"enabled": False}, "svm": {"enabled": False},
+           "ig": {"steps": 8, "batch_size": 256}}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    run_dir = write_synthetic_run(root / "run", root / "params.yaml", subjects=6, frames=4)
+    run, params = open_run(run_dir)
+    configure_tensorflow(1)
+    data = load_landmarks(run.landmarks)
+    train_models(run, params, data, variants=("t-emo",), progress=False)
+    result = A.global_landmark_importance(run, params, data, progress=False)
+    return run, params, data, result
+
+
+def test_stage_writes_the_contract(trained_run):
+    run, params, data, result = trained_run
+    A.check_global_importance(run, params)
+    assert result.computed == list(params.emotions)
+    for e in params.emotions:
+        m = A.load_masks(run, e)
+        assert m["per_baseline"].shape == (5, 468) and m["global"].shape == (468,)
+        assert list(m["baseline_emotions"]) == [b for b in params.emotions if b != e]
+        np.testing.assert_array_equal(m["landmark_ids"], np.arange(468))
+        # positives: the training samples of e (none capped: max_samples is None)
+        train = np.asarray(result.explained[e])
+        assert int(m["n_samples"]) == len(train) > 0 and set(data.emotion[train]) == {e}
+    typical = pd.read_csv(run.attributions / "typical.csv")
+    assert list(typical.columns) == ["emotion", "sample", "sequence", "strategy", "score"]
+    ranking = pd.read_csv(run.results / "landmark_ranking.csv")
+    assert list(ranking.columns) == ["emotion", "rank", "landmark", "importance", "region"]
+    comp = pd.read_csv(run.results / "completeness.csv")
+    assert list(comp.columns) == ["emotion", "baseline_emotion", "steps", "mean_abs_gap", "max_abs_gap",
+                                  "mean_abs_delta"]
+    assert len(comp) == 30 and (comp["steps"] == 8).all()
+    order = A.load_ranking(run)
+    assert set(order) == set(params.emotions)
+    for e, ids in order.items():
+        assert sorted(ids) == list(range(468))
+        np.testing.assert_array_equal(ids, A.rank_landmarks(A.load_masks(run, e)["global"], np.arange(468)))
+
+
+def test_stage_per_baseline_masks_match_a_hand_computation(trained_run):
+    """Stored per-baseline masks = mean over samples of |IG| summed over frames and x/y, with
+    the typical video of the other emotion as the baseline; global = their mean."""
+    from emolib import training
+
+    run, params, data, result = trained_run
+    e = "happiness"
+    trained = training.load_trained(run, "t-emo", e, 468, "all", params.ig_seed)
+    m = A.load_masks(run, e)
+    typical = result.typical_of
+    x = training.model_inputs(data.subset(m["samples"]), trained)
+    for j, b in enumerate(m["baseline_emotions"]):
+        base = training.model_inputs(data.subset(np.array([typical[str(b)]])), trained)[0]
+        ig_one = A.integrated_gradients(trained.model, x, base, steps=params.ig.steps).attributions
+        by_hand = np.abs(ig_one[..., 0]).sum(axis=(1, 2)).mean(axis=0)
+        np.testing.assert_allclose(m["per_baseline"][j], by_hand, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(m["global"], m["per_baseline"].mean(axis=0))
+
+
+def test_stage_typical_is_the_most_confident_training_sample(trained_run):
+    from emolib import training
+
+    run, params, data, result = trained_run
+    train = training.split_indices(training.load_splits(run), params.ig_seed)["train"]
+    for e in ("anger", "surprise"):
+        trained = training.load_trained(run, "t-emo", e, 468, "all", params.ig_seed)
+        own = train[data.emotion[train] == e]
+        probs = trained.model(training.model_inputs(data.subset(own), trained), training=False).numpy()[:, 1]
+        assert result.typical_of[e] == own[int(np.argmax(probs))]
+        row = result.typical.set_index("emotion").loc[e]
+        assert math.isclose(row["score"], float(probs.max()), rel_tol=1e-5)
+        assert row["sequence"] == data.sequence[result.typical_of[e]]
+
+
+def test_stage_recovers_planted_landmarks(trained_run):
+    """The synthetic data moves 20 known landmarks per emotion: the ranking finds them well
+    above chance even with these tiny, briefly trained models."""
+    run, params, data, result = trained_run
+    truth = A.load_ground_truth(run)
+    table = A.planted_recovery({e: result.order(e) for e in params.emotions}, truth, top=64)
+    assert len(table) == 6
+    assert table["hits_top64"].sum() >= 2.5 * table["chance_top64"].sum()
+    assert (table["hits_top64"] > table["chance_top64"]).sum() >= 5
+
+
+def test_stage_is_cached_and_redone_when_parameters_change(trained_run, tmp_path):
+    run, params, data, result = trained_run
+    stamp = {e: A.attribution_path(run, e).stat().st_mtime_ns for e in params.emotions}
+    again = A.global_landmark_importance(run, params, data, progress=False)
+    assert again.computed == []
+    assert {e: A.attribution_path(run, e).stat().st_mtime_ns for e in params.emotions} == stamp
+    for e in params.emotions:
+        np.testing.assert_array_equal(again.masks[e]["global"], result.masks[e]["global"])
+    # ig.batch_size does not change the numbers: still cached
+    same = params.model_copy(deep=True)
+    same.ig.batch_size = 64
+    assert A.global_landmark_importance(run, same, data, emotions=["anger"], progress=False).computed == []
+    # a cap on the explained samples does: anger is redone with 3 samples (a seeded choice)
+    capped = params.model_copy(deep=True)
+    capped.ig.max_samples = 3
+    capped.ig.inputs = "all"
+    redo = A.global_landmark_importance(run, capped, data, emotions=["anger"], progress=False)
+    assert redo.computed == ["anger"] and int(redo.masks["anger"]["n_samples"]) == 3
+    assert len(set(data.emotion[redo.explained["anger"]])) >= 1
+    # restore the cache of the other tests' parameters
+    assert A.global_landmark_importance(run, params, data, emotions=["anger"], progress=False).computed == ["anger"]
+
+
+def test_stage_medoid_typical(trained_run):
+    from emolib import training
+
+    run, params, data, result = trained_run
+    medoid = params.model_copy(deep=True)
+    medoid.ig.typical = "medoid"
+    medoid.ig.max_samples = 2
+    out = A.global_landmark_importance(run, medoid, data, emotions=["fear"], progress=False)
+    train = training.split_indices(training.load_splits(run), params.ig_seed)["train"]
+    own = train[data.emotion[train] == "fear"]
+    trained = training.load_trained(run, "t-emo", "fear", 468, "all", params.ig_seed)
+    flat = training.model_inputs(data.subset(own), trained).reshape(len(own), -1).astype(np.float64)
+    expected = own[np.argmin(np.linalg.norm(flat - flat.mean(axis=0), axis=1))]
+    assert out.typical_of["fear"] == expected
+    assert (out.typical["strategy"] == "medoid").all()
+    A.global_landmark_importance(run, params, data, emotions=["fear"], progress=False)  # restore
+
+
+def test_stage_refuses_missing_models_and_bad_arguments(trained_run, tmp_path):
+    import shutil
+
+    from emolib.run_folder import RunFolder
+
+    run, params, data, _ = trained_run
+    with pytest.raises(ParamsError, match="variant"):
+        A.global_landmark_importance(run, params, data, variant="x-emo", progress=False)
+    with pytest.raises(ParamsError, match="contempt"):
+        A.global_landmark_importance(run, params, data, emotions=["contempt"], progress=False)
+    # a run folder with data and splits but without models: a clear error before any IG
+    bare = RunFolder(tmp_path / "no_models").ensure()
+    shutil.copy(run.params_path, bare.params_path)
+    shutil.copytree(run.data, bare.data, dirs_exist_ok=True)
+    with pytest.raises(DataError, match="splits.csv"):
+        A.global_landmark_importance(bare, params, data, progress=False)
+    shutil.copytree(run.results, bare.results, dirs_exist_ok=True)
+    with pytest.raises(DataError, match=r"models/t-emo/anger/all_K468_seed0.keras: not found"):
+        A.global_landmark_importance(bare, params, data, progress=False)
+    with pytest.raises(DataError, match="no landmark ranking"):
+        A.load_ranking(RunFolder(tmp_path / "empty"))
+
+
+def test_notebook_summaries_on_the_stage_result(trained_run):
+    run, params, data, result = trained_run
+    curves = A.path_curves(result, data, steps=5)
+    assert set(curves) == set(params.emotions)
+    for e, per in curves.items():
+        assert len(per) == 5
+        alphas, probs = per[next(iter(per))]
+        assert probs.shape == (6,) and np.all((probs >= 0) & (probs <= 1))
+        # alpha = 1 is the emotion's typical video, which its model is most sure of
+        assert math.isclose(probs[-1], result.typical.set_index("emotion").loc[e, "score"], rel_tol=1e-4)
+    study = A.completeness_study(result, data, params, samples_per_emotion=1, factors=(0.5, 2.0), progress=False)
+    assert sorted(set(study["steps"])) == [4, 16] and (study["pairs"] == 5).all()
+    regions = A.region_importance_table(result.masks)
+    assert list(regions.index) == list(params.emotions) and "lips" in regions.columns
+    assert np.isfinite(regions.to_numpy()).all()
+    top = A.top_landmarks_table(result.ranking, n=3)
+    assert top.shape == (3, 6)
+    agreement = A.agreement_table(result.masks)
+    assert agreement["mean_spearman"].between(-1, 1).all()

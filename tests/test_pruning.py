@@ -260,3 +260,69 @@ def test_load_runs_and_ig_minus_random(tmp_path):
     assert np.allclose(table["ig"] - table["all"], IG_GAIN)
     no_control = accuracy_summary(runs[runs["selection"] != "random"])
     assert P.ig_minus_random(no_control).empty
+
+
+# ---- the study, with the training stage (real, tiny models) -------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """A run folder with synthetic landmarks of two emotions and a ranking that puts each
+    emotion's moving landmarks first; the pruning study trained once (tiny models, 2 epochs)."""
+    import emolib  # noqa: F401  (selects tf-keras before TensorFlow loads)
+    from emolib.landmarks import save_landmarks
+    from emolib.run_folder import RunFolder
+    from tests.synthetic import planted_landmarks
+
+    params = parse_params({"name": "tiny", "frames": 3, "emotions": ["happiness", "surprise"], "seeds": [0],
+                           "test_fraction": 0.25, "val_fraction": 0.25,
+                           "model": {"filters": 2, "lstm_units": 3, "fc_units": 3},
+                           "train": {"epochs": 2, "patience": 1, "threads": 1},
+                           "grid": {"enabled": False}, "pruning": {"k": [8]}}, "tiny")
+    run = RunFolder(tmp_path_factory.mktemp("pruning") / "run").ensure()
+    data = make_landmark_set(subjects=4, frames=3, emotions=("happiness", "surprise"))
+    save_landmarks(run.landmarks, data)
+    planted = planted_landmarks()
+    ranking = {e: np.concatenate([planted[e], np.setdiff1d(ALL_IDS, planted[e])]) for e in params.emotions}
+    table = P.run_pruning(run, params, data, ranking=ranking, progress=False)
+    return run, params, data, ranking, table
+
+
+def test_pruning_trains_each_rule_on_its_subsets(tiny_study):
+    from emolib.training import load_trained
+
+    run, params, data, ranking, table = tiny_study
+    assert len(table) == 2 * 2 * 2 * 1  # variants x emotions x rules x seeds
+    assert set(table["selection"]) == {"ig", "random"} and set(table["n_landmarks"]) == {8}
+    P.check_pruning_results(table, params)
+    on_disk = pd.read_csv(run.results / "pruning.csv")
+    assert len(on_disk) == 8 and not (run.results / "training.csv").exists()  # stage 02's table untouched
+    for emotion in params.emotions:
+        ig = load_trained(run, "r-emo", emotion, 8, "ig", 0)
+        assert ig.landmark_ids.tolist() == sorted(ranking[emotion][:8].tolist())
+        rnd = load_trained(run, "t-emo", emotion, 8, "random", 0)
+        assert rnd.landmark_ids.tolist() == P.select_landmarks("random", emotion, 8, 0, available_ids=ALL_IDS).tolist()
+
+
+def test_pruning_resumes_and_trains_only_what_is_new(tiny_study):
+    run, params, data, ranking, table = tiny_study
+    models = sorted(p for p in run.models.rglob("*") if p.is_file())
+    stamps = {p: p.stat().st_mtime_ns for p in models}
+    again = P.run_pruning(run, params, data, ranking=ranking, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in models} == stamps  # nothing retrained
+    pd.testing.assert_frame_equal(again, table)
+    more = params.model_copy(update={"pruning": params.pruning.model_copy(update={"k": [8, 4]})})
+    grown = P.run_pruning(run, more, data, ranking=ranking, selections=["ig"], progress=False)
+    assert {p: p.stat().st_mtime_ns for p in models} == stamps
+    assert sorted(set(grown["n_landmarks"])) == [4, 8] and len(grown[grown["n_landmarks"] == 4]) == 4
+
+
+def test_pruning_refuses_bad_settings_before_training(tiny_study, tmp_path):
+    from emolib.run_folder import RunFolder
+
+    _, params, data, ranking, _ = tiny_study
+    empty = RunFolder(tmp_path / "run").ensure()
+    with pytest.raises(DataError, match="no ranking for emotion 'surprise'"):
+        P.run_pruning(empty, params, data, ranking={"happiness": ranking["happiness"]}, progress=False)
+    with pytest.raises(DataError, match="landmark_ranking.csv: no landmark ranking"):
+        P.run_pruning(empty, params, data, progress=False)
+    assert not any(empty.models.iterdir())

@@ -106,7 +106,9 @@ def write_fake_study(root: Path, params=None) -> tuple[RunFolder, object]:
             for f in (2, 3):
                 hyper.append({"emotion": e, "n_landmarks": k, "selection": sel, "filters": f, "lstm_units": 4,
                               "fc_units": 4, "val_accuracy": 0.9 if f == chosen_f else 0.8})
-    write_csv(run.results / "hyperparameters.csv", pd.DataFrame(hyper))
+    grid = pd.DataFrame(hyper).assign(chosen=lambda t: t["val_accuracy"] == 0.9)
+    write_csv(run.results / "grid_search.csv", grid)
+    write_csv(run.results / "hyperparameters.csv", grid[grid["chosen"]].drop(columns="chosen"))
     ranking_rows = []
     for e, order in fake_ranking().items():
         importance = np.linspace(1.0, 0.01, N_LANDMARKS)
