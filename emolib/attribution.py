@@ -574,7 +574,8 @@ def _default_training_api():
 
 def global_landmark_importance(run: Any, params: Any, data: Any = None, *, variant: str = "t-emo",
                                emotions: Sequence[str] | None = None, progress: bool = True,
-                               training_api: Any = None) -> GlobalImportance:
+                               training_api: Any = None,
+                               trained: Mapping[str, Any] | None = None) -> GlobalImportance:
     """The paper's global IG for every emotion on a run folder; writes and returns the results.
 
     Reads stage 02's 468-landmark models (``selection="all"``) of seed ``params.ig_seed``.
@@ -594,6 +595,9 @@ def global_landmark_importance(run: Any, params: Any, data: Any = None, *, varia
         progress: tqdm bars.
         training_api: the module providing ``load_trained``, ``model_inputs``, ``load_splits``
             and ``split_indices`` (default: :mod:`emolib.training`).
+        trained: emotion -> an already loaded TrainedModel of this variant and seed (e.g. the
+            ``trained`` of an earlier result), reused instead of loading it again; the compiled
+            IG functions of a model are kept with it, so a reused model is not traced again.
 
     Returns:
         A :class:`GlobalImportance`.
@@ -633,7 +637,9 @@ def global_landmark_importance(run: Any, params: Any, data: Any = None, *, varia
         raise DataError(f"{run.root}: seed {seed} has no training sample of {empty}")
 
     # Load every model up front: a missing model fails here, before the long work.
-    trained = {e: api.load_trained(run, variant, e, data.n_landmarks, "all", seed) for e in all_emotions}
+    given = dict(trained or {})
+    trained = {e: given[e] if e in given else api.load_trained(run, variant, e, data.n_landmarks, "all", seed)
+               for e in all_emotions}
 
     bs = params.ig.batch_size
     # Typical sample of each emotion (among its own training samples).
@@ -670,7 +676,7 @@ def global_landmark_importance(run: Any, params: Any, data: Any = None, *, varia
         cached = _load_cached(path, key)
         if cached is None:
             cached = _explain_emotion(trained[e], api, data, chosen, [typical_of[b] for b in others],
-                                      params)
+                                      params, progress)
             cached.update(baseline_emotions=np.array(others), cache_key=np.array(key))
             io.write_npz(path, **cached)
             computed.append(e)
@@ -700,7 +706,7 @@ def global_landmark_importance(run: Any, params: Any, data: Any = None, *, varia
 
 
 def _explain_emotion(trained: Any, api: Any, data: Any, samples: np.ndarray,
-                     baseline_samples: Sequence[int], params: Any) -> dict[str, np.ndarray]:
+                     baseline_samples: Sequence[int], params: Any, progress: bool) -> dict[str, np.ndarray]:
     """IG of ``samples`` under one emotion's model against each baseline sample, in one batched
     call (inputs repeated once per baseline, each paired with its baseline)."""
     x = api.model_inputs(data.subset(samples), trained)
@@ -709,7 +715,7 @@ def _explain_emotion(trained: Any, api: Any, data: Any, samples: np.ndarray,
     inputs = np.concatenate([x] * n_base)
     baselines = np.repeat(bases, n, axis=0)
     res = integrated_gradients(trained.model, inputs, baselines, steps=params.ig.steps, target=1,
-                               batch_size=params.ig.batch_size, rule=params.ig.rule, progress=True)
+                               batch_size=params.ig.batch_size, rule=params.ig.rule, progress=progress)
     per_sample = landmark_mask(res.attributions).reshape(n_base, n, -1)
     per_baseline, global_mask = aggregate_masks(list(per_sample))
     return {
@@ -874,6 +880,43 @@ def check_global_importance(run: Any, params: Any, variant: str = "t-emo",
     typical = pd.read_csv(Path(run.attributions) / f"typical{suffix}.csv")
     if sorted(typical["emotion"]) != sorted(params.emotions):
         raise EmolibError(f"typical{suffix}.csv: expected one typical video per emotion")
+
+
+def variant_available(run: Any, params: Any, variant: str, training_api: Any = None) -> bool:
+    """Whether stage 02 left the 468-landmark models of ``variant`` (seed ``ig_seed``) for every
+    emotion, so that the variant can be explained."""
+    api = training_api or _default_training_api()
+    model_path = getattr(api, "model_path", None)
+    if model_path is None:
+        return False
+    from emolib.landmarks import load_landmarks
+
+    n_lm = load_landmarks(run.landmarks).n_landmarks
+    return all(Path(model_path(run, variant, e, n_lm, "all", params.ig_seed)).is_file() for e in params.emotions)
+
+
+def compare_rankings(a: GlobalImportance, b: GlobalImportance, top: int = 64) -> pd.DataFrame:
+    """How alike two global importances are (T-EMO against R-EMO, say), per emotion.
+
+    Returns:
+        emotion, spearman (rank correlation of the global masks), top_overlap (landmarks the two
+        top-``top`` sets share) and chance_overlap (expected for two random sets).
+    """
+    from scipy.stats import spearmanr
+
+    rows = []
+    for e in a.masks:
+        if e not in b.masks:
+            continue
+        ma, mb = a.masks[e], b.masks[e]
+        if not np.array_equal(ma["landmark_ids"], mb["landmark_ids"]):
+            raise EmolibError(f"{e}: the two results rank different landmark sets")
+        n_lm = len(ma["landmark_ids"])
+        k = min(top, n_lm)
+        shared = len(set(a.order(e)[:k].tolist()) & set(b.order(e)[:k].tolist()))
+        rows.append({"emotion": e, "spearman": float(spearmanr(ma["global"], mb["global"]).statistic),
+                     f"top{top}_overlap": shared, "chance_overlap": k * k / n_lm})
+    return pd.DataFrame(rows)
 
 
 def load_ranking(run: Any, variant: str = "t-emo") -> dict[str, np.ndarray]:

@@ -108,7 +108,8 @@ class Study:
         svm: stage 02's SVM rows, or None when the SVMs were off.
         hyperparameters: the grid-search table, or None when no grid search ran.
         full_k: the number of landmarks of the full set (468 for MediaPipe).
-        xy: (L, 2) mean landmark positions over the data (for the face figures).
+        xy: (L, 2) mean landmark positions over the original (not mirrored) videos, for the
+            face figures.
         landmark_ids: (L,) ids of the rows of ``xy``.
         ground_truth: emotion -> landmark ids each emotion moves, when the data knows (demo data).
         grid: every combination the grid searches tried (results/grid_search.csv), when present.
@@ -187,12 +188,16 @@ def load_study(run: RunFolder, params: Params) -> Study:
             truth = {e: np.asarray(v, dtype=int) for e, v in raw.items() if e in params.emotions}
         except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
             truth = None  # an unreadable ground truth only loses one optional table
+    # The face is drawn from the original videos: a mirrored copy's x is 1 - x, and averaging
+    # both (when the flip does not swap left and right ids) would fold the face onto its midline.
+    originals = ~data.flipped if (~data.flipped).any() else np.ones(len(data), dtype=bool)
     grid = None
     grid_path = run.results / "grid_search.csv"
     if grid_path.is_file():  # optional: only counts the combinations each choice was made among
         grid = read_results_csv(grid_path, ("emotion", "n_landmarks", "selection", "filters"))
     return Study(training=training, pruning=pruning, ranking=ranking, svm=svm, hyperparameters=hyper,
-                 full_k=full_k, xy=mean_face(data.X), landmark_ids=data.landmark_ids, ground_truth=truth or None,
+                 full_k=full_k, xy=mean_face(data.X[originals]), landmark_ids=data.landmark_ids,
+                 ground_truth=truth or None,
                  grid=grid)
 
 
@@ -369,7 +374,7 @@ def hyperparameter_caption(k: int, full_k: int, grid_search: bool) -> str:
     if k == full_k:
         base += " (stage 02; the paper takes these from its reference [15])"
     if not grid_search:
-        base += " (no grid search: model.* for every emotion)"
+        base += " (no grid search: the model section of the parameters for every emotion)"
     return base
 
 
@@ -548,6 +553,33 @@ def study_statistics(runs: pd.DataFrame, *, full_k: int, metric: str = "accuracy
     table = table.sort_values(["_order", "variant", "emotion", "n_landmarks", "selection"],
                               ascending=[True, True, True, False, True]).drop(columns="_order")
     return table.reset_index(drop=True)
+
+
+def statistics_display(statistics: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """A compact, readable view of :func:`study_statistics` for reports (the CSV keeps it all).
+
+    Args:
+        statistics: from :func:`study_statistics`.
+        digits: decimals of means and differences.
+
+    Returns:
+        Index (variant, emotion, comparison) with the comparison spelt out ("IG 32 − all 468");
+        columns n, candidate, reference, difference, d_z, test, p, p (Holm), as text.
+    """
+    def num(v, d=digits) -> str:
+        return "–" if pd.isna(v) else f"{v:.{d}f}"
+
+    labels = {"ig": "IG", "random": "random"}
+    rows = []
+    for _, r in statistics.iterrows():
+        cand = f"{labels.get(r['selection'], r['selection'])} {r['n_landmarks']}"
+        ref = r["reference"] if r["comparison"] == "k_vs_all" else f"{r['reference']} {r['n_landmarks']}"
+        rows.append({"variant": VARIANT_LABELS.get(r["variant"], r["variant"]), "emotion": r["emotion"],
+                     "comparison": f"{cand} − {ref}", "n": int(r["n_pairs"]), "candidate": num(r["mean_a"]),
+                     "reference": num(r["mean_b"]), "difference": f"{r['mean_difference']:+.{digits}f}",
+                     "d_z": num(r["cohens_dz"], 2), "test": r["primary_test"], "p": num(r["p_value"]),
+                     "p (Holm)": num(r["p_holm"])})
+    return pd.DataFrame(rows).set_index(["variant", "emotion", "comparison"])
 
 
 # ---- cost, regions, ground truth ------------------------------------------------------------

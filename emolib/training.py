@@ -89,7 +89,7 @@ LandmarkChoice = Union[None, Mapping[str, Sequence[int]], Callable[[str, int], S
 # TensorFlow set-up
 # --------------------------------------------------------------------------------------------
 def configure_tensorflow(threads: int = 0) -> None:
-    """Deterministic ops, and the number of CPU threads TensorFlow uses.
+    """Deterministic ops (the same seed gives the same model), and TensorFlow's CPU threads.
 
     Threads can only be set before TensorFlow starts its runtime; when it already has (a model
     was built earlier in this process), the setting is left as it is.
@@ -106,6 +106,12 @@ def configure_tensorflow(threads: int = 0) -> None:
         except RuntimeError:
             pass  # runtime already initialised: keep its thread pools
     tf.config.experimental.enable_op_determinism()
+    # With op determinism on, a random op refuses to run without a global seed; every model
+    # here is seeded explicitly, but other code in the same process (a notebook) may not be.
+    try:
+        tf.random.uniform(())
+    except RuntimeError:
+        tf.random.set_seed(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,16 +178,29 @@ def _cut(counts: np.ndarray, fraction: float, rng: np.random.Generator,
     several = (counts > 0).sum(axis=0) >= 2  # an emotion in one group cannot be on both sides
     big = 1e6
     best_mask, best_score = None, np.inf
+    def cost(c: np.ndarray) -> float:
+        return float(np.sum((c - target) ** 2))
+
     for _ in range(tries):
+        order = rng.permutation(n_groups)
+        # The part is never empty: it starts from one group, then grows greedily.
         mask = np.zeros(n_groups, dtype=bool)
-        current = np.zeros_like(target)
-        for g in rng.permutation(n_groups):
-            proposal = current + counts[g]
-            if np.sum((proposal - target) ** 2) < np.sum((current - target) ** 2):
+        mask[order[0]] = True
+        current = counts[order[0]].astype(float)
+        for g in order[1:]:
+            if cost(current + counts[g]) < cost(current):
                 mask[g] = True
-                current = proposal
+                current = current + counts[g]
+        # Repair: give the part each emotion it lacks, where the rest keeps some of it.
+        for e in np.flatnonzero(present & several & (current == 0)):
+            options = [g for g in order if not mask[g] and counts[g, e] > 0
+                       and np.all((total - current - counts[g])[present] > 0)]
+            if options:
+                g = min(options, key=lambda g: cost(current + counts[g]))
+                mask[g] = True
+                current = current + counts[g]
         rest = total - current
-        score = float(np.sum((current - target) ** 2))
+        score = cost(current)
         score += big * np.sum(present & several & (current == 0))
         score += big * np.sum(present & (rest == 0))
         score += big * (not mask.any()) + big * mask.all()
@@ -400,27 +419,38 @@ class _Trainer:
         y_spec = tf.TensorSpec((None,), tf.int32)
         w_spec = tf.TensorSpec((None,), tf.float32)
 
-        @tf.function(input_signature=[x_spec, y_spec, w_spec])
-        def train_step(x, y, w):
-            with tf.GradientTape() as tape:
-                prob = model(x, training=True)
-                ce = _sparse_ce(y, prob)
-                # Keras' class_weight convention: weighted per-sample losses over the batch size.
-                loss = tf.reduce_mean(ce * w)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(prob, axis=1, output_type=tf.int32), y),
-                                         tf.float32))
-            return loss, hits
+        batch_size = int(params.train.batch_size)
+        o_spec = tf.TensorSpec((None,), tf.int32)
+
+        @tf.function(input_signature=[x_spec, y_spec, w_spec, o_spec])
+        def train_epoch(x, y, w, order):
+            # One call per epoch: the batch loop runs inside the graph, so a small model is not
+            # slowed down by a Python round trip per batch.
+            n = tf.shape(order)[0]
+            total_loss = tf.constant(0.0)
+            hits = tf.constant(0.0)
+            for start in tf.range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                xb, yb, wb = tf.gather(x, idx), tf.gather(y, idx), tf.gather(w, idx)
+                with tf.GradientTape() as tape:
+                    prob = model(xb, training=True)
+                    # Keras' class_weight convention: weighted per-sample losses over the batch size.
+                    loss = tf.reduce_mean(_sparse_ce(yb, prob) * wb)
+                grads = tape.gradient(loss, model.trainable_variables)
+                optimizer.apply_gradients(zip(grads, model.trainable_variables))
+                total_loss += loss * tf.cast(tf.shape(idx)[0], tf.float32)
+                hits += tf.reduce_sum(tf.cast(
+                    tf.equal(tf.argmax(prob, axis=1, output_type=tf.int32), yb), tf.float32))
+            return total_loss, hits
 
         @tf.function(input_signature=[x_spec])
         def predict(x):
             return model(x, training=False)
 
-        self.train_step, self.predict = train_step, predict
+        self.train_epoch, self.predict = train_epoch, predict
         # Trace both now (and create Adam's slots), so that no unit's timing includes it.
         zeros = np.zeros((1, frames, 2, n_landmarks, 1), np.float32)
-        train_step(zeros, np.zeros(1, np.int32), np.ones(1, np.float32))
+        train_epoch(zeros, np.zeros(1, np.int32), np.ones(1, np.float32), np.zeros(1, np.int32))
         predict(zeros)
         self.dropout_generator = _dropout_generator(model)
 
@@ -464,7 +494,7 @@ class _TrainerPool:
             params: Params) -> _Trainer:
         m, t = params.model, params.train
         key = (variant, frames, n_landmarks, tuple(hyper), tuple(m.kernel_size), m.dropout,
-               m.fc_activation, t.learning_rate)
+               m.fc_activation, t.learning_rate, t.batch_size)
         if key in self.items:
             self.items.move_to_end(key)
             return self.items[key]
@@ -510,25 +540,25 @@ def fit_model(trainer: _Trainer, x_train: np.ndarray, y_train: np.ndarray, x_val
     Returns:
         A :class:`FitResult`.
     """
+    import tensorflow as tf
+
     t = params.train
     trainer.reset(seed)
     weights = class_weights(y_train, t.class_weight)
     y_train = np.asarray(y_train, np.int32)
     y_val = np.asarray(y_val, np.int32)
-    w_train = weights[y_train]
+    w_train = tf.constant(weights[y_train])
+    # Converted once, not at every epoch's call.
+    x_train, x_val, y_train_t = tf.constant(x_train), tf.constant(x_val), tf.constant(y_train)
     rng = np.random.default_rng([int(seed), 11])
     n = len(y_train)
     best_loss, best_weights, best_epoch, wait = np.inf, None, 0, 0
     rows = []
     start = time.perf_counter()
     for epoch in range(1, t.epochs + 1):
-        order = rng.permutation(n)
-        total_loss, hits = 0.0, 0.0
-        for b in range(0, n, t.batch_size):
-            idx = order[b:b + t.batch_size]
-            loss, batch_hits = trainer.train_step(x_train[idx], y_train[idx], w_train[idx])
-            total_loss += float(loss) * len(idx)
-            hits += float(batch_hits)
+        total_loss, hits = trainer.train_epoch(x_train, y_train_t, w_train,
+                                               rng.permutation(n).astype(np.int32))
+        total_loss, hits = float(total_loss), float(hits)
         prob = trainer.predict(x_val).numpy()
         val_loss = _weighted_ce(y_val, prob, weights)
         val_acc = float(np.mean(prob.argmax(axis=1) == y_val))

@@ -379,3 +379,19 @@ def test_check_outputs_catches_a_bad_landmark_file(demo_root, tmp_path):
     save_landmarks(run.landmarks, data)
     with pytest.raises(DataError, match="unknown status"):
         check_outputs(params, run)
+
+
+def test_fast_landmark_decoding_matches_protobuf_fields():
+    from mediapipe.framework.formats import landmark_pb2
+
+    from emolib.extraction import _landmark_xy
+
+    rng = np.random.default_rng(0)
+    points = landmark_pb2.NormalizedLandmarkList()
+    for x, y, z in rng.normal(size=(N_LANDMARKS, 3)):
+        points.landmark.add(x=x, y=y, z=z)
+    points.landmark[3].x = 0.0  # zero values are still written (proto2)
+    expected = np.array([(p.x, p.y) for p in points.landmark], np.float32)
+    np.testing.assert_array_equal(_landmark_xy(points), expected)
+    points.landmark[7].visibility = 0.5  # an extra field: the layout check takes the slow path
+    np.testing.assert_array_equal(_landmark_xy(points), expected)

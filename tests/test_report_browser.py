@@ -77,21 +77,29 @@ CLICK_MENU_THEN_SLIDER = """
 <script>
 function shown(gd) { return gd._fullData.filter(t => t.visible === true).map(t => t.name + ':' + t._length); }
 const pause = ms => new Promise(r => setTimeout(r, ms));
-async function play() {
-  const gd = document.getElementById('figure3');
-  const out = {initial: shown(gd)};
-  gd.querySelector('.updatemenu-header').dispatchEvent(new MouseEvent('click', {bubbles: true}));
-  await pause(300);
-  gd.querySelectorAll('.updatemenu-dropdown-button')[2].dispatchEvent(new MouseEvent('click', {bubbles: true}));
-  await pause(500);
-  out.afterMenu = shown(gd);
+async function waitFor(condition, ms) {  // poll: plotly redraws asynchronously, slower on a busy machine
+  for (let waited = 0; waited < ms; waited += 50) { if (condition()) return true; await pause(50); }
+  return condition();
+}
+function clickSliderEnd(gd) {
   const labels = gd.querySelectorAll('.slider-group .slider-label-group');
   const rail = gd.querySelector('.slider-group .slider-rail-touch-rect');
   const last = labels[labels.length - 1].getBoundingClientRect();
   const at = {bubbles: true, view: window, clientX: last.x + last.width / 2, clientY: rail.getBoundingClientRect().y + 5};
   rail.dispatchEvent(new MouseEvent('mousedown', at));
   gd.dispatchEvent(new MouseEvent('mouseup', at));
-  await pause(500);
+}
+async function play() {
+  const gd = document.getElementById('figure3');
+  const out = {initial: shown(gd)};
+  gd.querySelector('.updatemenu-header').dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  await waitFor(() => gd.querySelectorAll('.updatemenu-dropdown-button').length > 2, 3000);
+  gd.querySelectorAll('.updatemenu-dropdown-button')[2].dispatchEvent(new MouseEvent('click', {bubbles: true}));
+  await waitFor(() => shown(gd)[0].startsWith('fear') && gd.querySelectorAll('.slider-group .slider-label-group').length, 3000);
+  await pause(300);  // let the swapped-in slider settle before clicking it
+  out.afterMenu = shown(gd);
+  clickSliderEnd(gd);
+  await waitFor(() => shown(gd)[1] !== out.afterMenu[1], 3000);
   out.afterSlider = shown(gd);
   document.body.setAttribute('data-result', JSON.stringify(out));
 }
@@ -116,7 +124,7 @@ def test_figure3_menu_and_slider_work_in_a_static_page(tmp_path):
     page = tmp_path / "figure3.html"
     page.write_text("<html><body>" + pio.to_html(fig, include_plotlyjs=True, full_html=False, div_id="figure3")
                     + CLICK_MENU_THEN_SLIDER + "</body></html>")
-    dom, errors = open_in_chromium(page, tmp_path / "profile", budget_ms=10000)
+    dom, errors = open_in_chromium(page, tmp_path / "profile", budget_ms=30000)
     assert not errors, errors
     result = json.loads(BeautifulSoup(dom, "html.parser").body["data-result"])
     assert result["initial"] == ["anger: importance:468", "anger: top 468:468"]
@@ -159,6 +167,36 @@ def test_small_report_with_the_explorer_renders_offline(small_report, tmp_path):
     assert len(figures) == 4  # the explorer's Figure 3, accuracy, regions; then the bar chart
     assert all(rendered for _, rendered in figures), figures
     assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def results_report_of_a_fake_run(tmp_path_factory) -> Path:
+    """Notebook 05 itself, run by the study's runner on a run folder holding stage 01-04 outputs
+    of the contract's shape (written by tests/test_results.py, no training)."""
+    from emolib.runner import run_study
+    from tests.test_results import write_fake_study
+
+    root = tmp_path_factory.mktemp("results_report")
+    run, params = write_fake_study(root / "run")
+    logs: list[str] = []
+    run_study(params, str(root / "run_params.yaml"), run.root, stages=["05_results"], log=logs.append)
+    return run.root / "05_results.html"
+
+
+def test_results_notebook_report_renders_every_figure(results_report_of_a_fake_run, tmp_path):
+    report = results_report_of_a_fake_run
+    text = report.read_text()
+    check_offline_html(text)
+    for heading in ("Tables 6 and 7", "Tables 1 to 5", "Baselines: SVMs", "Statistics", "Figure 3",
+                    "Importance per facial region", "The cost side", "Explorer (static view)"):
+        assert heading in text
+    dom, errors = open_in_chromium(report, tmp_path / "profile", budget_ms=30000)
+    figures = plotly_figures(dom)
+    # accuracy, paired differences, Figure 3, regions, ground truth, cost, and the explorer's three
+    assert len(figures) == 9, figures
+    assert all(rendered for _, rendered in figures), figures
+    assert not errors, errors
+    assert (report.parent / "figures" / "results.html").is_file()
 
 
 @pytest.mark.slow

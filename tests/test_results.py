@@ -443,3 +443,32 @@ def test_figures_page_embeds_plotly_once():
     page = figures_page([go.Figure(go.Bar(y=[1])), go.Figure(go.Bar(y=[2]))], "a <title>")
     assert page.count("plotly.js v") == 1 and page.count('class="plotly-graph-div"') == 2
     assert "a &lt;title&gt;" in page and "<script src=" not in page
+
+
+def test_statistics_display_spells_out_each_comparison(study):
+    table = R.study_statistics(study.runs, full_k=N_LANDMARKS)
+    view = R.statistics_display(table)
+    assert len(view) == len(table)
+    row = view.loc[("T-EMO", "anger", "IG 64 − random 64")]
+    assert row["difference"] == f"+{IG_GAIN + RANDOM_LOSS:.3f}" and row["test"] == "wilcoxon"
+    assert row["p"] == f"{2 / 64:.3f}" and row["n"] == len(SEEDS)
+    assert ("R-EMO", "fear", "random 16 − all 468") in view.index
+
+
+def test_the_face_is_drawn_from_the_original_videos(tmp_path):
+    from emolib.landmarks import load_landmarks, save_landmarks
+    from emolib.plots.face import mean_face
+
+    run, params = write_fake_study(tmp_path / "run")
+    data = load_landmarks(run.landmarks)
+    mirrored = data.subset(np.arange(len(data)))
+    mirrored.X = mirrored.X.copy()
+    mirrored.X[:, :, 0] = 1.0 - mirrored.X[:, :, 0]
+    mirrored.flipped = np.ones(len(data), dtype=bool)
+    both = data.subset(np.arange(len(data)))
+    for key in ("X", "emotion", "subject", "sequence", "flipped"):
+        setattr(both, key, np.concatenate([getattr(data, key), getattr(mirrored, key)]))
+    save_landmarks(run.landmarks, both)
+    study = R.load_study(run, params)
+    assert np.allclose(study.xy, mean_face(data.X))  # not folded onto x = 0.5
+    assert study.xy[:, 0].std() > 0.05

@@ -262,7 +262,9 @@ def paired_differences_figure(statistics: pd.DataFrame, emotions: Sequence[str])
     buttons = [dict(method="update", label=lab,
                     args=[{"visible": [j == i for j in range(len(labels))]}, {"title.text": f"Paired differences: {lab}"}])
                for i, lab in enumerate(labels)]
-    fig.update_layout(template="plotly_white", height=420, xaxis_title="K", xaxis_type="category",
+    fig.update_yaxes(autorange="reversed")  # first emotion on top, as in the tables
+    fig.update_layout(template="plotly_white", height=160 + 70 * len(emotions), xaxis_title="K",
+                      xaxis_type="category",
                       title=f"Paired differences: {labels[0]}" if labels else "Paired differences",
                       updatemenus=[dict(type="dropdown", buttons=buttons, x=1.0, xanchor="right", y=1.18)] if buttons else [],
                       margin=dict(t=110))
