@@ -12,6 +12,7 @@ import datetime as _dt
 import hashlib
 import json
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -106,14 +107,40 @@ def render_html(notebook: Path, hide_code: bool = False) -> Path:
 
     nb = nbformat.read(str(notebook), as_version=4)
     _drop_dead_widget_outputs(nb)
+    _drop_library_log_noise(nb)
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input = hide_code
     exporter.exclude_input_prompt = hide_code
     exporter.exclude_output_prompt = hide_code
     body, _ = exporter.from_notebook_node(nb)
+    # The template loads require.js and MathJax from a CDN; the report needs neither (plotly.js
+    # is embedded) and must open offline without fetching anything.
+    body = _EXTERNAL_SCRIPT.sub("", body)
     out = notebook.with_suffix(".html")
     io.write_text(out, body)
     return out
+
+
+_EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>')
+# Start-up chatter of TensorFlow / XLA / absl / MediaPipe written to stderr when they are first
+# imported in a kernel (CUDA plugin registration, CPU feature notes). Not the reader's business.
+_LOG_NOISE = re.compile(
+    r"^(?:[EWI]\d{4} [\d:.]+\s+\d+ \S+\]|\d{4}-\d\d-\d\d [\d:.]+: [EWI] \S+\]|WARNING: All log messages before"
+    r"|To enable the following instructions|INFO: Created TensorFlow Lite)")
+
+
+def _drop_library_log_noise(nb) -> None:
+    """Remove native-library start-up log lines from stderr outputs (the notebook keeps them)."""
+    for cell in nb.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                lines = [ln for ln in output.get("text", "").splitlines(keepends=True) if not _LOG_NOISE.match(ln)]
+                if not "".join(lines).strip():
+                    continue
+                output["text"] = "".join(lines)
+            kept.append(output)
+        cell["outputs"] = kept
 
 
 def _drop_dead_widget_outputs(nb) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -110,3 +111,16 @@ def test_parse_stages():
     assert parse_stages("05_results") == ["05_results"]
     with pytest.raises(ParamsError, match="unknown stage '7'"):
         parse_stages("1,7")
+
+
+def test_html_fetches_nothing_and_hides_native_log_noise(tmp_path, notebooks):
+    noisy = ("import sys\n"
+             "sys.stderr.write('E0000 00:00:1795313167.221326    2043 cuda_dnn.cc:8579] Unable to register\\n')\n"
+             "sys.stderr.write('a real warning the reader must see\\n')\n")
+    write_notebook(notebooks / "01_data_prep.ipynb", [("parameters", PARAMS_CELL), ("code", noisy)])
+    out = tmp_path / "run"
+    run_study(parse_params({}), "inline", out, notebook_dir=notebooks, stages=["01_data_prep"], log=lambda m: None)
+    html = (out / "01_data_prep.html").read_text()
+    assert not re.search(r'<script[^>]*\bsrc="https?://', html)
+    assert "a real warning the reader must see" in html and "cuda_dnn" not in html
+    assert "cuda_dnn" in (out / "01_data_prep.ipynb").read_text()  # the notebook keeps everything

@@ -1,13 +1,28 @@
 """Plotly figures. Each stage's figures live in a module of its own; ``face`` is shared."""
 from __future__ import annotations
 
+import re
+
+_MATHJAX_CDN = re.compile(r'<script[^>]*\bsrc="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"[^>]*>\s*</script>')
+
 
 def setup_notebook() -> None:
     """Make plotly figures work both live in JupyterLab and in the offline HTML report.
 
-    ``plotly_mimetype`` feeds JupyterLab's renderer; ``notebook`` embeds plotly.js itself in the
-    first figure's output, so the rendered HTML needs no network.
+    ``plotly_mimetype`` feeds JupyterLab's renderer; ``emolib_notebook`` is plotly's ``notebook``
+    renderer (plotly.js embedded once, in the first figure's output, so the rendered HTML needs no
+    network) without the MathJax ``<script src>`` that plotly adds to every figure: our figures
+    use no LaTeX, and an offline report should fetch nothing.
     """
     import plotly.io as pio
+    from plotly.io._base_renderers import NotebookRenderer
 
-    pio.renderers.default = "plotly_mimetype+notebook"
+    class _OfflineNotebookRenderer(NotebookRenderer):
+        def to_mimebundle(self, fig_dict):
+            bundle = super().to_mimebundle(fig_dict)
+            bundle["text/html"] = _MATHJAX_CDN.sub("", bundle["text/html"])
+            return bundle
+
+    if "emolib_notebook" not in pio.renderers:
+        pio.renderers["emolib_notebook"] = _OfflineNotebookRenderer()
+    pio.renderers.default = "plotly_mimetype+emolib_notebook"
