@@ -115,8 +115,8 @@ def test_parse_stages():
 
 def test_html_fetches_nothing_and_hides_native_log_noise(tmp_path, notebooks):
     noisy = ("import sys\n"
-             "sys.stderr.write('E0000 00:00:1795313167.221326    2043 cuda_dnn.cc:8579] Unable to register\\n')\n"
-             "sys.stderr.write('a real warning the reader must see\\n')\n")
+             "sys.stderr.write('E0000 00:00:1795313167.221326    2043 cuda' + '_dnn.cc:8579] Unable\\n')\n"
+             "sys.stderr.write('a real warning ' + 'the reader must see\\n')\n")
     write_notebook(notebooks / "01_data_prep.ipynb", [("parameters", PARAMS_CELL), ("code", noisy)])
     out = tmp_path / "run"
     run_study(parse_params({}), "inline", out, notebook_dir=notebooks, stages=["01_data_prep"], log=lambda m: None)
