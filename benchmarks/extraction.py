@@ -11,11 +11,13 @@ generated into a temporary folder, or a CK+ folder given with --data):
     sequence's face box, resize to 300 x 300, FaceMesh, landmarks to numpy, plus the one
     whole-frame FaceMesh pass per sequence that finds the box), against bare
     ``FaceMesh.process`` on each decoded frame (target: at least 0.85 of it). Both get the same
-    decoded RGB frames in memory, so decoding is in neither; repeats are interleaved (A B A B ...)
-    and the best of each is kept, which keeps a busy shared machine from favouring one side;
+    decoded RGB frames in memory, so decoding is in neither. They alternate sequence by sequence,
+    so a busy shared machine slows both alike; per CPU second (this process's CPU time) is shown
+    beside per wall second, as it is the steadier of the two when other jobs share the cores;
 (b) the whole stage-01 extraction from the files (decode, cache write) with one worker process
     against two (``data.workers``), each into a fresh cache: wall time including the workers'
-    start-up, and the speed-up.
+    start-up, and the speed-up (best of the repeats, run alternately; on a machine whose cores
+    other jobs share, the speed-up is bounded by the cores actually free).
 """
 from __future__ import annotations
 
@@ -50,33 +52,41 @@ def decoded_sequences(root: Path, limit: int | None) -> list[tuple[str, list[tup
     return out
 
 
-def bare_facemesh(sequences) -> tuple[float, float]:
-    """(wall, CPU) seconds for FaceMesh.process on every frame, nothing else."""
+def compare_per_frame(sequences, crop_size: int, repeats: int) -> dict[str, list[float]]:
+    """Wall and CPU seconds of bare FaceMesh and of our extraction, sequence by sequence.
+
+    The two alternate on every sequence (and which goes first alternates too), so a neighbour's
+    job starting or stopping on a shared machine hits both sides alike.
+    """
     from mediapipe.python.solutions import face_mesh
 
-    mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
-    frames = [image for _, seq in sequences for _, image in seq]
-    mesh.process(frames[0])  # graph start-up is not per-frame work
-    start, cpu = time.perf_counter(), time.process_time()
-    found = 0
-    for image in frames:
-        found += mesh.process(image).multi_face_landmarks is not None
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    mesh.close()
-    return seconds, cpu
-
-
-def our_extraction(sequences, crop_size: int) -> tuple[float, float]:
-    """(wall, CPU) seconds for our extraction (FaceMeshExtractor.extract_frames) of every sequence."""
     from emolib.extraction import FaceMeshExtractor
 
-    with FaceMeshExtractor(crop_size) as extractor:
-        extractor.landmarks(sequences[0][1][0][1])  # graph start-up is not per-frame work
-        start, cpu = time.perf_counter(), time.process_time()
-        for _, frames in sequences:
-            result = extractor.extract_frames(frames)
-            assert result.found.any()
-        return time.perf_counter() - start, time.process_time() - cpu
+    mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
+    extractor = FaceMeshExtractor(crop_size)
+    first = sequences[0][1][0][1]
+    mesh.process(first)  # graph start-up is not per-frame work
+    extractor.landmarks(first)
+
+    def bare(frames) -> None:
+        for _, image in frames:
+            mesh.process(image)
+
+    def ours(frames) -> None:
+        assert extractor.extract_frames(frames).found.any()
+
+    totals = {"bare_wall": 0.0, "bare_cpu": 0.0, "ours_wall": 0.0, "ours_cpu": 0.0}
+    for repeat in range(repeats):
+        for k, (_, frames) in enumerate(sequences):
+            order = (("bare", bare), ("ours", ours)) if (k + repeat) % 2 == 0 else (("ours", ours), ("bare", bare))
+            for name, run in order:
+                wall, cpu = time.perf_counter(), time.process_time()
+                run(frames)
+                totals[f"{name}_wall"] += time.perf_counter() - wall
+                totals[f"{name}_cpu"] += time.process_time() - cpu
+    mesh.close()
+    extractor.close()
+    return totals
 
 
 def _cpu_seconds() -> float:
@@ -110,7 +120,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=360, help="demo frame side")
     parser.add_argument("--limit", type=int, help="use at most this many sequences")
     parser.add_argument("--crop-size", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of (a)")
+    parser.add_argument("--repeats", type=int, default=2, help="repeats of (a) and of (b)")
     parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = parser.parse_args()
 
@@ -129,29 +139,32 @@ def main() -> None:
               f"of {shape[1]}x{shape[0]}; {os.cpu_count()} CPU cores, load average "
               f"{os.getloadavg()[0]:.1f} at start")
 
-        bare, ours = [], []
-        for _ in range(args.repeats):
-            bare.append(bare_facemesh(sequences))
-            ours.append(our_extraction(sequences, args.crop_size))
-        bare_fps = n_frames / min(w for w, _ in bare)
-        our_fps = n_frames / min(w for w, _ in ours)
-        bare_cpu_fps = n_frames / min(c for _, c in bare)
-        our_cpu_fps = n_frames / min(c for _, c in ours)
-        print("(a) per-frame extraction, one worker, same decoded frames in memory "
-              f"(best of {args.repeats} interleaved repeats; per CPU second is steadier on a busy machine)")
+        totals = compare_per_frame(sequences, args.crop_size, args.repeats)
+        done = n_frames * args.repeats
+        bare_fps, our_fps = done / totals["bare_wall"], done / totals["ours_wall"]
+        bare_cpu_fps, our_cpu_fps = done / totals["bare_cpu"], done / totals["ours_cpu"]
+        print(f"(a) per-frame extraction, one worker, same decoded frames in memory ({args.repeats} "
+              "repeats, the two alternating sequence by sequence)")
         print("                                      frames/s (wall)  frames per CPU second")
         print(f"    bare FaceMesh.process           {bare_fps:12.1f} {bare_cpu_fps:16.1f}")
         print(f"    ours (crop 300 grey + FaceMesh) {our_fps:12.1f} {our_cpu_fps:16.1f}")
         print(f"    ratio ours / bare               {our_fps / bare_fps:12.2f} {our_cpu_fps / bare_cpu_fps:16.2f}"
               "   (target >= 0.85)")
 
-        one_s, one_cpu, frames_done = pipeline(root, 1, args.crop_size)
-        two_s, two_cpu, _ = pipeline(root, 2, args.crop_size)
+        runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+        for _ in range(args.repeats):
+            for workers in (1, 2):
+                wall, cpu, frames_done = pipeline(root, workers, args.crop_size)
+                runs[workers].append((wall, cpu))
+        one_s, one_cpu = min(runs[1])
+        two_s, two_cpu = min(runs[2])
         print("(b) stage-01 extraction from the files (decode, crop, FaceMesh, cache), including the "
-              "workers' start-up (CPU: all processes)")
+              f"workers' start-up (CPU: all processes); best of {args.repeats}, alternating")
         print(f"    1 worker   {one_s:7.1f} s wall {one_cpu:7.1f} s CPU  {frames_done / one_s:8.1f} frames/s")
         print(f"    2 workers  {two_s:7.1f} s wall {two_cpu:7.1f} s CPU  {frames_done / two_s:8.1f} frames/s"
               f"   speed-up {one_s / two_s:.2f}x")
+        print("    every run (wall s): 1 worker " + ", ".join(f"{w:.1f}" for w, _ in runs[1])
+              + "; 2 workers " + ", ".join(f"{w:.1f}" for w, _ in runs[2]))
         print(f"load average at end {os.getloadavg()[0]:.1f}")
         if args.json:
             print(json.dumps({"frames": n_frames, "bare_fps": bare_fps, "our_fps": our_fps,

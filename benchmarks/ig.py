@@ -34,10 +34,11 @@ FILTERS, LSTM_UNITS, FC_UNITS = 25, 31, 54
 
 
 def build_paper_model():
-    """T-EMO at the paper's anger size (Table 1: F=25, Q=31, R=54), from stage 02's builder."""
+    """T-EMO at the paper's anger size (Table 1: F=25, Q=31, R=54) unless the command line says
+    otherwise, from stage 02's builder; untrained weights (speed does not depend on them)."""
     from emolib.models import build_model
 
-    return build_model("t-emo", FRAMES, LANDMARKS, FILTERS, LSTM_UNITS, FC_UNITS)
+    return build_model("t-emo", FRAMES, LANDMARKS, FILTERS, LSTM_UNITS, FC_UNITS, seed=0)
 
 
 def make_data(n: int, seed: int = 0):
@@ -219,7 +220,7 @@ def memory(args) -> list[dict]:
     for mode, steps, samples in jobs:
         proc = subprocess.run(
             [sys.executable, __file__, "--memory-child", mode, str(steps), str(samples), str(args.batch_size),
-             "--threads", str(args.threads)],
+             "--threads", str(args.threads), "--size", str(FILTERS), str(LSTM_UNITS), str(FC_UNITS)],
             capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
         if proc.returncode != 0 or not line:
@@ -239,6 +240,7 @@ def set_threads(threads: int) -> None:
 
 
 def main(argv=None) -> int:
+    global FILTERS, LSTM_UNITS, FC_UNITS  # --size replaces the paper's sizes for this run
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=50, help="m for the speed runs")
     parser.add_argument("--batch-size", type=int, default=512, help="interpolated samples per chunk")
@@ -248,11 +250,15 @@ def main(argv=None) -> int:
     parser.add_argument("--memory-samples", type=int, default=16, help="samples in the chunked memory runs")
     parser.add_argument("--unchunked-samples", type=int, default=2, help="samples in the unchunked memory runs")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: default)")
+    parser.add_argument("--size", nargs=3, type=int, metavar=("F", "Q", "R"),
+                        help=f"filters, LSTM units, FC1 units (default: the paper's {FILTERS} {LSTM_UNITS} {FC_UNITS})")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--memory-child", nargs=4, metavar=("MODE", "STEPS", "SAMPLES", "CHUNK"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.size:
+        FILTERS, LSTM_UNITS, FC_UNITS = args.size
     set_threads(args.threads)
     if args.memory_child:
         mode, steps, samples, chunk = args.memory_child

@@ -162,7 +162,7 @@ def _compiled(model: Any, kind: str, chunk: int, sample_shape: tuple[int, ...]) 
             tf.TensorSpec((chunk,), tf.int32),                  # input row of each chunk row
             tf.TensorSpec((chunk,), tf.int32),                  # baseline row of each chunk row
             tf.TensorSpec((chunk,), tf.float32),                # alpha of each chunk row
-            tf.TensorSpec((chunk,), tf.float64),                # quadrature weight (0: padding)
+            tf.TensorSpec((chunk,), tf.float32),                # quadrature weight (0: padding)
             tf.TensorSpec((chunk,), tf.int32),                  # output segment of each row
             tf.TensorSpec((), tf.int32),                        # number of segments
             tf.TensorSpec((), tf.int32),                        # target class
@@ -176,11 +176,12 @@ def _compiled(model: Any, kind: str, chunk: int, sample_shape: tuple[int, ...]) 
             with tf.GradientTape() as tape:
                 tape.watch(path)
                 prob = tf.gather(_call_model(model, path), target, axis=-1)
-            grad = tf.cast(tape.gradient(prob, path), tf.float64)
-            # Padding rows carry weight 0; tf.where (not a product) so that a non-finite
-            # gradient at a padding row cannot turn the sum into NaN.
-            weighted = tf.where(tf.reshape(weight, ones) > 0, grad * tf.reshape(weight, ones),
-                                tf.zeros_like(grad))
+            # Padding rows repeat the last real row (same sample, same alpha) with weight 0, so
+            # their gradient is finite whenever the real ones are and the product adds nothing.
+            # The weighting and the within-chunk sums stay in float32 (one pass over the chunk's
+            # gradients: a float64 copy would cost a tenth of a small model's time); the running
+            # sum over chunks is float64 on the host.
+            weighted = tape.gradient(prob, path) * tf.reshape(weight, ones)
             return tf.math.unsorted_segment_sum(weighted, segment, n_segments)
 
         fn = gradients
@@ -337,10 +338,10 @@ def integrated_gradients(model: Any, inputs: Any, baselines: Any, steps: int = 5
                   tf.constant(sample, tf.int32),
                   tf.constant(sample if b.shape[0] > 1 else np.zeros_like(sample), tf.int32),
                   tf.constant(alphas[step], tf.float32),
-                  tf.constant(np.where(valid, weights[step], 0.0), tf.float64),
+                  tf.constant(np.where(valid, weights[step], 0.0), tf.float32),
                   tf.constant(sample - first, tf.int32),
                   tf.constant(n_seg, tf.int32), target_t)
-        sums[first:first + n_seg] += part.numpy()
+        sums[first:first + n_seg] += part.numpy().astype(np.float64)
 
     attributions = (x.astype(np.float64) - b.astype(np.float64)) * sums
     f_x = model_outputs(model, x, batch_size)[:, target]

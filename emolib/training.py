@@ -51,7 +51,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
-from emolib import io
+from emolib import EMOTIONS as EMOTIONS_ORDER, io
 from emolib.config import GridSettings, Params
 from emolib.errors import DataError, EmolibError, ParamsError
 from emolib.landmarks import LandmarkSet, load_landmarks
@@ -261,18 +261,21 @@ def splits_path(run: RunFolder) -> Path:
     return run.results / "splits.csv"
 
 
-def ensure_splits(run: RunFolder, params: Params, data: LandmarkSet) -> pd.DataFrame:
+def ensure_splits(run: RunFolder, params: Params, data: LandmarkSet,
+                  extra_seeds: Sequence[int] = ()) -> pd.DataFrame:
     """Compute every seed's partition and write ``results/splits.csv`` when it changed.
 
     Args:
         run: the run folder.
         params: the run's parameters.
         data: the landmark set.
+        extra_seeds: seeds beyond ``params.seeds`` and ``params.grid.seed`` (another grid's).
 
     Returns:
         The splits table.
     """
-    splits = make_splits(data, params)
+    seeds = _all_seeds(params) + [int(s) for s in extra_seeds if int(s) not in _all_seeds(params)]
+    splits = make_splits(data, params, seeds)
     path = splits_path(run)
     if path.is_file():
         try:
@@ -455,10 +458,11 @@ class _Trainer:
         self.dropout_generator = _dropout_generator(model)
 
     def reset(self, seed: int) -> None:
-        """Put the model back in the state :func:`build_model` gives it for ``seed``."""
-        import tf_keras as keras
+        """Put the model back in the state :func:`build_model` gives it for ``seed``.
 
-        keras.utils.set_random_seed(int(seed))
+        Not ``keras.utils.set_random_seed``: a new global seed makes every tf.function retrace
+        (seconds per model), and nothing here draws from the global generators.
+        """
         self.model.set_weights(initial_weights(self.model, seed))
         for var in self.model.optimizer.variables():
             var.assign(np.zeros(var.shape, var.dtype.as_numpy_dtype))
@@ -937,9 +941,7 @@ def train_models(run: RunFolder, params: Params, data: LandmarkSet, *, selection
     n_landmarks = len(next(iter(subsets.values())))
 
     configure_tensorflow(params.train.threads)
-    splits = ensure_splits(run, params, data)
-    if grid is not None and grid.seed not in set(splits["seed"]):
-        splits = pd.concat([splits, make_splits(data, params, [grid.seed])], ignore_index=True)
+    splits = ensure_splits(run, params, data, [grid.seed] if grid is not None else [])
     data_fp = _data_fingerprint(data)
     results_csv = Path(results_csv) if results_csv is not None else run.results / "training.csv"
     pool = _POOL
@@ -1233,3 +1235,104 @@ def check_training_outputs(run: RunFolder, params: Params, data: LandmarkSet,
         if svm["accuracy"].isna().any() or len(svm) != 2 * len(params.emotions) * len(params.seeds):
             raise EmolibError(f"{svm_path}: NaN accuracy or wrong number of rows ({len(svm)})")
     return table
+
+
+def choices_table(params: Params) -> pd.DataFrame:
+    """The choices of stage 02 the paper leaves open (or that we change), with this run's values.
+
+    Returns:
+        Columns question, parameter, this run, paper.
+    """
+    m, t, g = params.model, params.train, params.grid
+    grid = (f"F in {g.filters}, Q in {g.lstm_units}, R in {g.fc_units}; T-EMO on seed {g.seed}'s "
+            "validation part; R-EMO reuses the choice" if g.enabled else
+            f"off: F={m.filters}, Q={m.lstm_units}, R={m.fc_units} (params.model)")
+    rows = [
+        ("how data is split", "split", f"{params.split} (a flipped copy always with its original)",
+         "random partitions (the same subject can be in train and test)"),
+        ("test / validation share", "test_fraction, val_fraction",
+         f"{params.test_fraction:g} of all; {params.val_fraction:g} of the rest",
+         "87 of 574 tested; 10% of the training set for validation"),
+        ("seeds", "seeds", f"{list(params.seeds)}: each its own partition, initial weights, batch order",
+         "10 seeds, each its own partition"),
+        ("input scaling", "data.normalize",
+         f"{params.data.normalize}" + (" (per coordinate and landmark, training-part statistics)"
+                                       if params.data.normalize == "standardize" else ""),
+         "raw landmark coordinates"),
+        ("class imbalance", "train.class_weight", t.class_weight, "not stated"),
+        ("loss", "(fixed)", "cross-entropy on the 2-way softmax, class-weighted "
+         "(= binary cross-entropy, equation 3)", "binary cross-entropy"),
+        ("optimiser", "train.learning_rate, train.batch_size", f"Adam, lr {t.learning_rate:g}, batch {t.batch_size}",
+         "Adam, lr 1e-4, batch 16"),
+        ("when to stop", "train.epochs, train.patience",
+         f"at most {t.epochs} epochs; stop after {t.patience} without a lower (class-weighted) "
+         "validation loss; the best epoch's weights are restored", "not stated"),
+        ("conv kernel", "model.kernel_size", f"{list(m.kernel_size)} (width clipped to K)", "not stated"),
+        ("dropout rate, FC1 activation", "model.dropout, model.fc_activation", f"{m.dropout:g}, {m.fc_activation}",
+         "not stated"),
+        ("hyperparameters F, Q, R", "grid.*", grid, "grid search for T-EMO (Tables 1-5); R-EMO reuses them"),
+    ]
+    return pd.DataFrame(rows, columns=["question", "parameter", "this run", "paper"])
+
+
+def split_summary(splits: pd.DataFrame, seeds: Optional[Sequence[int]] = None) -> pd.DataFrame:
+    """Samples, subjects and samples per emotion in each part of each seed's partition.
+
+    Args:
+        splits: the splits table.
+        seeds: keep these seeds (default: all).
+
+    Returns:
+        One row per (seed, part): samples, subjects, then one column per emotion.
+    """
+    if seeds is not None:
+        splits = splits[splits["seed"].isin(list(seeds))]
+    base = splits.groupby(["seed", "part"]).agg(samples=("sample", "size"), subjects=("subject", "nunique"))
+    per_emotion = pd.crosstab([splits["seed"], splits["part"]], splits["emotion"])
+    per_emotion = per_emotion[[e for e in EMOTIONS_ORDER if e in per_emotion.columns]]
+    out = base.join(per_emotion).reset_index()
+    out["part"] = pd.Categorical(out["part"], categories=list(PARTS), ordered=True)
+    return out.sort_values(["seed", "part"], ignore_index=True)
+
+
+def comparison_table(table: pd.DataFrame, svm: Optional[pd.DataFrame] = None, metric: str = "accuracy",
+                     paper: bool = True) -> pd.DataFrame:
+    """Per emotion, "mean ± std" over seeds of T-EMO, R-EMO, the majority answer and the SVMs,
+    with the paper's CK+ accuracies beside them (accuracy only).
+
+    Args:
+        table: results rows (one K, one selection).
+        svm: results/svm.csv rows (optional).
+        metric: accuracy, balanced_accuracy or f1.
+        paper: add the paper's columns (when ``metric`` is accuracy).
+
+    Returns:
+        One row per emotion, string cells.
+    """
+    from emolib.paper import ACCURACY, SVM_ACCURACY
+
+    def fmt(values: pd.Series) -> str:
+        return f"{values.mean():.3f} ± {values.std():.3f}" if len(values) > 1 else f"{values.mean():.3f}"
+
+    rows = []
+    for e in [x for x in EMOTIONS_ORDER if x in set(table["emotion"])]:
+        r = {"emotion": e}
+        for variant in ("t-emo", "r-emo"):
+            sel = table[(table["variant"] == variant) & (table["emotion"] == e)]
+            if not sel.empty:
+                r[variant.upper()] = fmt(sel[metric])
+        maj = table.loc[table["emotion"] == e, "majority_accuracy"]
+        r["majority"] = fmt(maj) if metric == "accuracy" else "0.500"
+        if svm is not None and not svm.empty:
+            for kernel in ("linear", "rbf"):
+                sel = svm[(svm["kernel"] == kernel) & (svm["emotion"] == e)]
+                if not sel.empty:
+                    r[f"{kernel} SVM"] = fmt(sel[metric])
+        if paper and metric == "accuracy":
+            for variant in ("t-emo", "r-emo"):
+                mean, std = ACCURACY[variant][e][0]
+                r[f"paper {variant.upper()} (CK+)"] = f"{mean:.3f} ± {std:.3f}"
+            for kernel in ("linear", "rbf"):
+                r[f"paper {kernel} SVM (CK+)"] = f"{SVM_ACCURACY[kernel][e]:.2f}"
+        rows.append(r)
+    return pd.DataFrame(rows).set_index("emotion")

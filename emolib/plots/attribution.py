@@ -62,8 +62,9 @@ def gap_vs_steps_figure(table: pd.DataFrame, title: str = "Completeness gap agai
                                  customdata=rows["mean_abs_delta"],
                                  hovertemplate="m=%{x}<br>mean |gap| %{y:.2e}<br>mean |F(x)-F(x')| "
                                                "%{customdata:.3f}<extra>" + str(e) + "</extra>"))
-    fig.update_xaxes(type="log", title="steps m")
-    fig.update_yaxes(type="log", title="mean |sum(IG) - (F(x) - F(x'))|", exponentformat="e")
+    steps = sorted(set(table["steps"].astype(int)))
+    fig.update_xaxes(type="log", title="steps m", tickvals=steps, ticktext=[str(m) for m in steps])
+    fig.update_yaxes(type="log", title="mean |sum(IG) - (F(x) - F(x'))|", dtick=1, exponentformat="power")
     fig.update_layout(title=title, height=420, template="plotly_white")
     return fig
 
@@ -139,11 +140,11 @@ def baseline_agreement_figure(matrices: Mapping[str, np.ndarray], baselines: Map
                                  colorbar=dict(title="Spearman"),
                                  hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))
     buttons = [dict(label=e, method="update",
-                    args=[{"visible": [j == i for j in range(len(emotions))]}, {"title": f"{title}: {e} model"}])
+                    args=[{"visible": [j == i for j in range(len(emotions))]}, {"title": f"{title}<br>{e} model"}])
                for i, e in enumerate(emotions)]
-    fig.update_layout(title=f"{title}: {emotions[0]} model" if emotions else title, height=480, width=620,
-                      template="plotly_white",
-                      updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12,
+    fig.update_layout(title=f"{title}<br>{emotions[0]} model" if emotions else title, height=520, width=680,
+                      template="plotly_white", margin=dict(t=130),
+                      updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.02,
                                         yanchor="bottom")])
     fig.update_yaxes(autorange="reversed")
     return fig
