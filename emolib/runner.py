@@ -8,9 +8,11 @@ stages' own caches (extraction per sequence, training per model) keep redone sta
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
 import re
 import subprocess
@@ -155,6 +157,26 @@ def _drop_dead_widget_outputs(nb) -> None:
                 del data["application/vnd.jupyter.widget-view+json"]
 
 
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send this process's stderr (file descriptor 2, inherited by the kernel it starts) to a file.
+
+    The kernel process writes native-library chatter (TensorFlow, XLA, MediaPipe) straight to its
+    stderr; it belongs in the run folder's log, not on the user's terminal.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _load_manifest(run: RunFolder) -> dict:
     if run.manifest_path.is_file():
         try:
@@ -229,13 +251,15 @@ def run_study(
         io.write_json(run.manifest_path, manifest)
         error = None
         try:
-            papermill.execute_notebook(
-                str(notebook), str(executed),
-                parameters={"run_dir": str(run.root.resolve()), "params_file": str(Path(params_source).resolve())
-                            if Path(params_source).is_file() else ""},
-                kernel_name=kernel, cwd=str(nb_dir), progress_bar=False, log_output=False,
-                request_save_on_cell_execute=True,
-            )
+            with _stderr_to(run.root / "logs" / f"{stage}.kernel.log"):
+                papermill.execute_notebook(
+                    str(notebook), str(executed),
+                    parameters={"run_dir": str(run.root.resolve()),
+                                "params_file": str(Path(params_source).resolve())
+                                if Path(params_source).is_file() else ""},
+                    kernel_name=kernel, cwd=str(nb_dir), progress_bar=False, log_output=False,
+                    request_save_on_cell_execute=True,
+                )
         except PapermillExecutionError as exc:
             error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
         except KeyboardInterrupt:
@@ -254,7 +278,8 @@ def run_study(
             manifest["stages"][stage].update(status="failed", wall_seconds=wall, error=error)
             io.write_json(run.manifest_path, manifest)
             raise EmolibError(f"stage {stage} failed after {wall:.0f} s: {error}\n"
-                              f"  the partly executed notebook is {executed}")
+                              f"  the partly executed notebook is {executed}\n"
+                              f"  the kernel's own log is {run.root / 'logs' / f'{stage}.kernel.log'}")
         manifest["stages"][stage].update(
             status="complete", wall_seconds=wall,
             finished=_dt.datetime.now().isoformat(timespec="seconds"))

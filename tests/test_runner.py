@@ -90,6 +90,7 @@ def test_failing_stage_stops_the_run_and_keeps_its_notebook(tmp_path, notebooks)
         run_study(parse_params({"name": "t"}), "inline", out, notebook_dir=notebooks, log=lambda m: None)
     msg = str(exc.value)
     assert "02_training" in msg and "ValueError" in msg and "planted failure" in msg
+    assert "02_training.kernel.log" in msg and (out / "logs" / "02_training.kernel.log").is_file()
     assert _log(out) == ["01_data_prep", "02_training"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stages"]["01_data_prep"]["status"] == "complete"
