@@ -38,6 +38,7 @@ import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -624,7 +625,7 @@ def extract_sequences(sequences: Sequence[SequenceInfo], cache_dir: Path, *, cro
                     for f in futures:
                         f.cancel()
                     raise
-    except cf.process.BrokenProcessPool as exc:
+    except BrokenProcessPool as exc:
         raise EmolibError(
             f"an extraction worker process died ({exc}); finished sequences are cached, run again to "
             "resume. (A Python script that calls this with data.workers > 1 must guard its main code "
@@ -859,18 +860,29 @@ def example_frames(params, run, sequences: Optional[Sequence[str]] = None, per_e
         return []
     infos = [s for s in list_sequences(params, run) if s.usable]
     if sequences is None:
-        chosen, count = [], {}
-        for info in infos:
-            if count.get(info.emotion, 0) < per_emotion and cached_sequence(params, run, info) is not None:
-                chosen.append(info)
-                count[info.emotion] = count.get(info.emotion, 0) + 1
+        # Different subjects for different emotions where the data allows: the j-th emotion starts
+        # its pick at the j-th extracted sequence of that emotion.
+        chosen = []
+        for j, emotion in enumerate(e for e in EMOTIONS if e in params.emotions):
+            candidates = [s for s in infos if s.emotion == emotion]
+            if not candidates:
+                continue
+            start = (j * per_emotion) % len(candidates)
+            picked = 0
+            for info in candidates[start:] + candidates[:start]:
+                if picked == per_emotion:
+                    break
+                raw = cached_sequence(params, run, info)
+                if raw is not None and raw.found.any():  # extracted, with a face to show
+                    chosen.append(info)
+                    picked += 1
     else:
         wanted = set(sequences)
         chosen = [s for s in infos if s.sequence in wanted]
     out = []
     for info in chosen:
         raw = cached_sequence(params, run, info)
-        if raw is None or not np.isfinite(raw.box).all():
+        if raw is None or not raw.found.any() or not np.isfinite(raw.box).all():
             continue
         n = len(raw.found)
         positions = {"first": 0, "middle": n // 2, "last": n - 1}
