@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=512, help="interpolated samples per chunk")
     parser.add_argument("--chunks", type=int, default=4, help="chunks of work in the speed runs")
     parser.add_argument("--tutorial-samples", type=int, default=4, help="samples the per-sample version runs")
-    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (the best of each kept)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (the best of each kept)")
     parser.add_argument("--memory-samples", type=int, default=16, help="samples in the chunked memory runs")
     parser.add_argument("--unchunked-samples", type=int, default=2, help="samples in the unchunked memory runs")
     parser.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: default)")

@@ -33,13 +33,18 @@ import math
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from emolib import EMOTIONS, io
 from emolib.errors import DataError, EmolibError, ParamsError
+
+if TYPE_CHECKING:
+    from emolib.config import Params
+    from emolib.landmarks import LandmarkSet
+    from emolib.run_folder import RunFolder
 
 RULES: tuple[str, ...] = ("riemann_right", "trapezoid", "gauss_legendre")
 VARIANTS: tuple[str, ...] = ("t-emo", "r-emo")
@@ -447,7 +452,18 @@ def aggregate_masks(masks_by_baseline: Sequence[np.ndarray]) -> tuple[np.ndarray
 
 
 def rank_landmarks(importance: np.ndarray, landmark_ids: Sequence[int]) -> np.ndarray:
-    """Landmark ids sorted by decreasing importance (ties keep the id order)."""
+    """Landmark ids sorted by decreasing importance.
+
+    Args:
+        importance: (L,) one value per landmark.
+        landmark_ids: (L,) the landmarks' MediaPipe ids, in the order of ``importance``.
+
+    Returns:
+        (L,) ids, most important first; ties keep their order in ``landmark_ids``.
+
+    Raises:
+        EmolibError: the two arrays differ in shape.
+    """
     importance = np.asarray(importance, dtype=np.float64)
     ids = np.asarray(landmark_ids, dtype=int)
     if importance.shape != ids.shape:
@@ -458,7 +474,15 @@ def rank_landmarks(importance: np.ndarray, landmark_ids: Sequence[int]) -> np.nd
 def select_explained(candidates: np.ndarray, max_samples: int | None, seed: int, emotion: str) -> np.ndarray:
     """The samples IG explains: all candidates, or a seeded choice of ``max_samples`` of them.
 
-    The choice is seeded by (seed, emotion) so each emotion's draw is reproducible on its own.
+    Args:
+        candidates: rows of the landmark file (the training samples ``ig.inputs`` names).
+        max_samples: ``ig.max_samples`` (None: no cap).
+        seed: the seed of the choice (the IG seed).
+        emotion: the explained emotion; the choice is seeded by (seed, emotion), so each
+            emotion's draw is reproducible on its own.
+
+    Returns:
+        Sorted rows.
     """
     candidates = np.sort(np.asarray(candidates, dtype=int))
     if max_samples is None or len(candidates) <= max_samples:
@@ -497,9 +521,10 @@ def typical_sample(inputs: np.ndarray, strategy: str, probabilities: np.ndarray 
     raise ParamsError(f"ig.typical {strategy!r} is unknown; expected most_confident or medoid")
 
 
-def _fingerprint(params: Any, variant: str, extra: Mapping[str, Any]) -> str:
-    """Cache key of one emotion's attributions: everything upstream that changes its numbers
-    (data, splits, models, ig settings but not ig.batch_size, which leaves the sums unchanged)."""
+def _fingerprint(params: Params, variant: str, extra: Mapping[str, Any]) -> str:
+    """Cache key of one unit of stage 03: everything upstream that changes its numbers (the
+    sections stage 03 depends on, ig settings but not ig.batch_size, which leaves the sums
+    unchanged, and ``extra``: the emotion, the samples, the typical videos, the model's own key)."""
     import hashlib
 
     from emolib.config import STAGE_SECTIONS
@@ -512,8 +537,18 @@ def _fingerprint(params: Any, variant: str, extra: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def attribution_path(run: Any, emotion: str, variant: str = "t-emo") -> Path:
-    """``attributions/<emotion>.npz`` for T-EMO (the paper's); ``attributions/r-emo/<emotion>.npz``."""
+def attribution_path(run: RunFolder, emotion: str, variant: str = "t-emo") -> Path:
+    """Where one emotion's masks live.
+
+    Args:
+        run: the RunFolder.
+        emotion: the emotion.
+        variant: ``t-emo`` or ``r-emo``.
+
+    Returns:
+        ``attributions/<emotion>.npz`` for T-EMO (the paper's), ``attributions/r-emo/<emotion>.npz``
+        for R-EMO.
+    """
     base = Path(run.attributions)
     return base / f"{emotion}.npz" if variant == "t-emo" else base / variant / f"{emotion}.npz"
 
@@ -573,9 +608,9 @@ def _default_training_api():
     return training
 
 
-def global_landmark_importance(run: Any, params: Any, data: Any = None, *, variant: str = "t-emo",
-                               emotions: Sequence[str] | None = None, progress: bool = True,
-                               training_api: Any = None,
+def global_landmark_importance(run: RunFolder, params: Params, data: LandmarkSet | None = None, *,
+                               variant: str = "t-emo", emotions: Sequence[str] | None = None,
+                               progress: bool = True, training_api: Any = None,
                                trained: Mapping[str, Any] | None = None) -> GlobalImportance:
     """The paper's global IG for every emotion on a run folder; writes and returns the results.
 
@@ -672,7 +707,8 @@ def global_landmark_importance(run: Any, params: Any, data: Any = None, *, varia
         candidates = train_idx if params.ig.inputs == "all" else per_emotion_train[e]
         chosen = select_explained(candidates, params.ig.max_samples, seed, e)
         key = _fingerprint(params, variant, {"emotion": e, "typical": typical_of,
-                                             "samples": chosen.tolist()})
+                                             "samples": chosen.tolist(),
+                                             "model": (getattr(trained[e], "record", None) or {}).get("key")})
         path = attribution_path(run, e, variant)
         cached = _load_cached(path, key)
         if cached is None:
@@ -700,14 +736,36 @@ def global_landmark_importance(run: Any, params: Any, data: Any = None, *, varia
                 "mean_abs_delta": float(np.mean(np.abs(m["deltas"][j])))})
     ranking = pd.DataFrame(ranking_rows)
     completeness = pd.DataFrame(completeness_rows)
-    io.write_csv(Path(run.results) / _results_name("landmark_ranking.csv", variant), ranking)
-    io.write_csv(Path(run.results) / _results_name("completeness.csv", variant), completeness)
+    # Explaining some emotions only must not drop the others' rows from the shared tables.
+    _upsert_emotion_rows(Path(run.results) / _results_name("landmark_ranking.csv", variant), ranking,
+                         emotions, all_emotions, ["rank"])
+    _upsert_emotion_rows(Path(run.results) / _results_name("completeness.csv", variant), completeness,
+                         emotions, all_emotions, [])
     return GlobalImportance(variant, typical, masks, ranking, completeness, computed, trained,
                             {e: masks[e]["samples"].astype(int) for e in emotions})
 
 
-def _explain_emotion(trained: Any, api: Any, data: Any, samples: np.ndarray,
-                     baseline_samples: Sequence[int], params: Any, progress: bool) -> dict[str, np.ndarray]:
+def _upsert_emotion_rows(path: Path, new: pd.DataFrame, emotions: Sequence[str], all_emotions: Sequence[str],
+                         order: Sequence[str]) -> None:
+    """Write ``new`` (rows of ``emotions``) into the table at ``path``, keeping the rows of the
+    run's other emotions already there; rows of emotions no longer studied are dropped."""
+    keep = pd.DataFrame(columns=new.columns)
+    if path.is_file():
+        try:
+            old = pd.read_csv(path)
+            if list(old.columns) == list(new.columns):
+                keep = old[old["emotion"].isin(all_emotions) & ~old["emotion"].isin(emotions)]
+        except (pd.errors.ParserError, pd.errors.EmptyDataError):
+            pass  # unreadable: rewritten with this call's rows only
+    table = pd.concat([keep, new], ignore_index=True) if len(keep) else new
+    rank = {e: i for i, e in enumerate(all_emotions)}
+    table = table.sort_values(["emotion", *order], key=lambda c: c.map(rank) if c.name == "emotion" else c,
+                              kind="stable", ignore_index=True)
+    io.write_csv(path, table)
+
+
+def _explain_emotion(trained: Any, api: Any, data: LandmarkSet, samples: np.ndarray,
+                     baseline_samples: Sequence[int], params: Params, progress: bool) -> dict[str, np.ndarray]:
     """IG of ``samples`` under one emotion's model against each baseline sample, in one batched
     call (inputs repeated once per baseline, each paired with its baseline)."""
     x = api.model_inputs(data.subset(samples), trained)
@@ -732,10 +790,16 @@ def _explain_emotion(trained: Any, api: Any, data: Any, samples: np.ndarray,
     }
 
 
-def path_curves(result: GlobalImportance, data: Any, steps: int = 50, training_api: Any = None
+def path_curves(result: GlobalImportance, data: LandmarkSet, steps: int = 50, training_api: Any = None
                 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Figure 2 for every emotion e: e's model along the path from the typical video of each
     other emotion (alpha = 0) to e's own typical video (alpha = 1).
+
+    Args:
+        result: stage 03's results (models and typical videos).
+        data: the landmark set.
+        steps: points per curve minus one.
+        training_api: as for :func:`global_landmark_importance`.
 
     Returns:
         emotion -> baseline emotion -> ``(alphas, probabilities)``.
@@ -753,9 +817,9 @@ def path_curves(result: GlobalImportance, data: Any, steps: int = 50, training_a
     return curves
 
 
-def completeness_study(result: GlobalImportance, data: Any, params: Any, samples_per_emotion: int = 2,
+def completeness_study(result: GlobalImportance, data: LandmarkSet, params: Params, samples_per_emotion: int = 2,
                        factors: Sequence[float] = (0.25, 0.5, 1.0, 2.0), training_api: Any = None,
-                       progress: bool = True) -> pd.DataFrame:
+                       progress: bool = True, run: RunFolder | None = None) -> pd.DataFrame:
     """Completeness gaps at several m for a few explained samples of each emotion (all baselines).
 
     Args:
@@ -766,6 +830,8 @@ def completeness_study(result: GlobalImportance, data: Any, params: Any, samples
         factors: m = max(1, round(factor * ig.steps)) for each factor.
         training_api: as for :func:`global_landmark_importance`.
         progress: tqdm bar over the emotions.
+        run: when given, each emotion's rows are cached in ``cache/ig/`` keyed by everything
+            that changes them, and not recomputed on a re-run.
 
     Returns:
         One row per emotion and m: emotion, steps, mean_abs_gap, max_abs_gap, mean_abs_delta,
@@ -784,38 +850,77 @@ def completeness_study(result: GlobalImportance, data: Any, params: Any, samples
         trained = result.trained[e]
         chosen = result.explained[e][:samples_per_emotion]
         others = [str(b) for b in result.masks[e]["baseline_emotions"]]
+        cache = None
+        if run is not None:
+            key = _fingerprint(params, result.variant, {
+                "what": "completeness_study", "emotion": e, "samples": [int(v) for v in chosen],
+                "baselines": [typical_of[b] for b in others], "steps": steps_list,
+                "model": (getattr(trained, "record", None) or {}).get("key")})
+            cache = Path(run.cache) / "ig" / f"completeness_{result.variant}_{e}_{key}.csv"
+            if cache.is_file():
+                try:
+                    tables.append(pd.read_csv(cache))
+                    continue
+                except (pd.errors.ParserError, pd.errors.EmptyDataError):
+                    pass  # unreadable: recompute and rewrite it
         x = api.model_inputs(data.subset(chosen), trained)
         bases = api.model_inputs(data.subset(np.array([typical_of[b] for b in others])), trained)
         inputs = np.concatenate([x] * len(bases))
         baselines = np.repeat(bases, len(x), axis=0)
         table = completeness_by_steps(trained.model, inputs, baselines, steps_list, target=1,
                                       batch_size=params.ig.batch_size, rule=params.ig.rule)
-        tables.append(table.assign(emotion=e, pairs=len(inputs)))
+        table = table.assign(emotion=e, pairs=len(inputs))
+        if cache is not None:
+            io.write_csv(cache, table)
+        tables.append(table)
     out = pd.concat(tables, ignore_index=True)
     return out[["emotion", "steps", "mean_abs_gap", "max_abs_gap", "mean_abs_delta", "relative_gap", "pairs"]]
 
 
 def top_landmarks_table(ranking: pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    """The ``n`` most important landmarks of each emotion: index rank, one column per emotion,
-    cells "id (region)"."""
+    """The ``n`` most important landmarks of each emotion.
+
+    Args:
+        ranking: the landmark_ranking table.
+        n: how many ranks.
+
+    Returns:
+        Index rank, one column per emotion, cells "id (region)".
+    """
     top = ranking[ranking["rank"] <= n].assign(
         cell=lambda t: t["landmark"].astype(str) + " (" + t["region"].astype(str) + ")")
     return top.pivot(index="rank", columns="emotion", values="cell")
 
 
 def region_importance_table(masks: Mapping[str, Mapping[str, np.ndarray]], how: str = "mean") -> pd.DataFrame:
-    """Importance per facial region: index emotions, columns the regions of :mod:`emolib.regions`."""
+    """Importance per facial region.
+
+    Args:
+        masks: emotion -> its stored masks (``global`` and ``landmark_ids`` are used).
+        how: ``mean`` or ``sum`` of the region's landmarks.
+
+    Returns:
+        Index emotions, columns the regions of :mod:`emolib.regions`.
+    """
     from emolib.regions import importance_by_region
 
     rows = {e: importance_by_region(m["global"], m["landmark_ids"], how=how) for e, m in masks.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def choices_table(params: Any, variant: str = "t-emo") -> pd.DataFrame:
-    """The open choices of the global IG procedure, with this run's values (for the notebook)."""
+def choices_table(params: Params, variant: str = "t-emo") -> pd.DataFrame:
+    """The open choices of the global IG procedure, with this run's values (for the notebook).
+
+    Args:
+        params: the run's parameters.
+        variant: the explained variant.
+
+    Returns:
+        Columns question, parameter, this run, paper.
+    """
     ig = params.ig
     rows = [
-        ("which models are explained", "variant, ig.seed", f"{variant.upper()}, 468-landmark models of seed "
+        ("which models are explained", "variant, ig.seed", f"{variant.upper()}, all-landmark models of seed "
          f"{params.ig_seed}", "T-EMO (the fully trained network)"),
         ("which samples IG explains", "ig.inputs", ig.inputs, "training samples (of emotion e)"),
         ("cap on explained samples", "ig.max_samples", "none" if ig.max_samples is None else ig.max_samples,
@@ -824,16 +929,23 @@ def choices_table(params: Any, variant: str = "t-emo") -> pd.DataFrame:
         ("steps m of equation (2)", "ig.steps", ig.steps, "left open"),
         ("quadrature", "ig.rule", ig.rule, "right Riemann sum, alphas k/m, k = 1..m"),
         ("F, the explained output", "(fixed)", "probability of class 1 (the emotion)", "the binary classifier"),
-        ("input space of IG", "data.normalize", f"scaled model inputs ({params.data.normalize}); baselines "
-         "scaled by the same model's statistics", "raw landmarks"),
+        ("input space of IG", "data.normalize, data.reference",
+         f"model inputs ({params.data.normalize}, reference "
+         f"{getattr(params.data, 'reference', 'none')}), baselines too", "raw landmarks"),
         ("interpolated samples per model call", "ig.batch_size", ig.batch_size, "(speed only)"),
     ]
     return pd.DataFrame(rows, columns=["question", "parameter", "this run", "paper"])
 
 
-def check_global_importance(run: Any, params: Any, variant: str = "t-emo",
+def check_global_importance(run: RunFolder, params: Params, variant: str = "t-emo",
                             emotions: Sequence[str] | None = None) -> None:
     """Check what stage 03 wrote: every file present, shapes, no NaN, rankings complete.
+
+    Args:
+        run: the RunFolder.
+        params: the run's parameters.
+        variant: ``t-emo`` or ``r-emo``.
+        emotions: the emotions to check (default: all of ``params.emotions``).
 
     Raises:
         EmolibError: naming the file and what is wrong.
@@ -883,9 +995,19 @@ def check_global_importance(run: Any, params: Any, variant: str = "t-emo",
         raise EmolibError(f"typical{suffix}.csv: expected one typical video per emotion")
 
 
-def variant_available(run: Any, params: Any, variant: str, training_api: Any = None) -> bool:
-    """Whether stage 02 left the 468-landmark models of ``variant`` (seed ``ig_seed``) for every
-    emotion, so that the variant can be explained."""
+def variant_available(run: RunFolder, params: Params, variant: str, training_api: Any = None) -> bool:
+    """Whether stage 02 left the full-landmark models of ``variant`` (seed ``ig_seed``) for every
+    emotion, so that the variant can be explained.
+
+    Args:
+        run: the RunFolder.
+        params: the run's parameters.
+        variant: ``t-emo`` or ``r-emo``.
+        training_api: as for :func:`global_landmark_importance`.
+
+    Returns:
+        True when every model file exists.
+    """
     api = training_api or _default_training_api()
     model_path = getattr(api, "model_path", None)
     if model_path is None:
@@ -898,6 +1020,10 @@ def variant_available(run: Any, params: Any, variant: str, training_api: Any = N
 
 def compare_rankings(a: GlobalImportance, b: GlobalImportance, top: int = 64) -> pd.DataFrame:
     """How alike two global importances are (T-EMO against R-EMO, say), per emotion.
+
+    Args:
+        a, b: two results over the same landmarks.
+        top: the size of the top sets compared.
 
     Returns:
         emotion, spearman (rank correlation of the global masks), top_overlap (landmarks the two
@@ -920,8 +1046,15 @@ def compare_rankings(a: GlobalImportance, b: GlobalImportance, top: int = 64) ->
     return pd.DataFrame(rows)
 
 
-def load_ranking(run: Any, variant: str = "t-emo") -> dict[str, np.ndarray]:
+def load_ranking(run: RunFolder, variant: str = "t-emo") -> dict[str, np.ndarray]:
     """Stage 03's ranking for stage 04: emotion -> landmark ids, most important first.
+
+    Args:
+        run: the RunFolder.
+        variant: ``t-emo`` (the paper's ranking, the default) or ``r-emo``.
+
+    Returns:
+        emotion -> (L,) int array of landmark ids, most important first.
 
     Raises:
         DataError: ``results/landmark_ranking.csv`` is missing or malformed (run stage 03).
@@ -939,8 +1072,21 @@ def load_ranking(run: Any, variant: str = "t-emo") -> dict[str, np.ndarray]:
     return out
 
 
-def load_masks(run: Any, emotion: str, variant: str = "t-emo") -> dict[str, np.ndarray]:
-    """One emotion's stored attribution masks (the npz written by stage 03)."""
+def load_masks(run: RunFolder, emotion: str, variant: str = "t-emo") -> dict[str, np.ndarray]:
+    """One emotion's stored attribution masks (the npz written by stage 03).
+
+    Args:
+        run: the RunFolder.
+        emotion: the emotion.
+        variant: ``t-emo`` or ``r-emo``.
+
+    Returns:
+        name -> array: per_baseline, baseline_emotions, global, landmark_ids, n_samples, samples,
+        gaps, deltas, steps, rule, cache_key.
+
+    Raises:
+        DataError: the file is missing.
+    """
     path = attribution_path(run, emotion, variant)
     if not path.is_file():
         raise DataError(f"{path}: no attributions for {emotion}; run stage 03 (03_global_ig) first")
@@ -953,7 +1099,14 @@ def load_masks(run: Any, emotion: str, variant: str = "t-emo") -> dict[str, np.n
 # ================================================================================================
 
 def baseline_agreement(per_baseline: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation between the per-baseline masks: (B, L) -> (B, B)."""
+    """Spearman rank correlation between the per-baseline masks.
+
+    Args:
+        per_baseline: (B, L) one mask per baseline.
+
+    Returns:
+        (B, B) correlation matrix.
+    """
     from scipy.stats import spearmanr
 
     per_baseline = np.asarray(per_baseline, dtype=np.float64)
@@ -964,7 +1117,14 @@ def baseline_agreement(per_baseline: np.ndarray) -> np.ndarray:
 
 
 def agreement_table(masks: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame:
-    """Per emotion: mean, min and max Spearman correlation over the pairs of baselines."""
+    """Per emotion: mean, min and max Spearman correlation over the pairs of baselines.
+
+    Args:
+        masks: emotion -> its stored masks (``per_baseline`` is used).
+
+    Returns:
+        Columns emotion, mean_spearman, min_spearman, max_spearman.
+    """
     rows = []
     for e, m in masks.items():
         rho = baseline_agreement(m["per_baseline"])
@@ -974,9 +1134,19 @@ def agreement_table(masks: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def load_ground_truth(run: Any) -> dict[str, np.ndarray] | None:
-    """``data/ground_truth.json`` (demo and synthetic data): emotion -> planted landmark ids, or
-    None when the source has none (real data)."""
+def load_ground_truth(run: RunFolder) -> dict[str, np.ndarray] | None:
+    """The landmarks each emotion really moves, where the data knows them.
+
+    Args:
+        run: the RunFolder.
+
+    Returns:
+        emotion -> planted landmark ids from ``data/ground_truth.json`` (demo and synthetic
+        data), or None when the run has no such file (real data).
+
+    Raises:
+        DataError: the file exists but does not have the expected form.
+    """
     path = Path(run.data) / "ground_truth.json"
     if not path.is_file():
         return None

@@ -55,6 +55,12 @@ class DataSettings(_Section):
     )
     flip: bool = Field(True, description="flip augmentation (mirror horizontally) doubles the data")
     normalize: Literal["standardize", "none"] = "standardize"
+    reference: Literal["none", "first_frame"] = Field(
+        "none",
+        description="first_frame: subtract each landmark's position in the sequence's first (neutral) "
+        "frame before scaling, so that the model sees the expression's movement rather than the face's "
+        "shape; none: the paper's absolute coordinates",
+    )
     crop_size: int = Field(300, ge=64, le=1024, description="face crop side (paper: 300 x 300 grey)")
     workers: int = Field(2, ge=1, le=64, description="extraction worker processes")
     min_detection_confidence: float = Field(0.5, gt=0.0, le=1.0)

@@ -9,6 +9,9 @@ One binary model per emotion (that emotion against the others), per variant and 
   emotion. ``test_fraction`` is a fraction of all samples, ``val_fraction`` a fraction of what is
   left for training (the paper: "10% of the training set was reserved for validation").
   Every partition is written to ``results/splits.csv``.
+* **Reference.** ``data.reference: first_frame`` subtracts each landmark's position in the
+  sequence's first frame (the neutral face) from every frame, so that the input is the movement of
+  the expression; ``none`` (default) keeps the paper's absolute coordinates.
 * **Scaling.** ``data.normalize: standardize`` standardises each input feature (coordinate x
   landmark) with the mean and standard deviation of that seed's training part (pooled over
   frames); the statistics are saved beside the model, and :func:`model_inputs` rebuilds the exact
@@ -351,9 +354,28 @@ def fit_scaler(X: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def scale_inputs(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """(N, P, 2, K) landmarks -> (N, P, 2, K, 1) float32 model inputs."""
-    return (((np.asarray(X, np.float32) - mean) / std)[..., None]).astype(np.float32)
+def reference_inputs(X: np.ndarray, reference: str) -> np.ndarray:
+    """Landmark positions as the model reads them, before scaling.
+
+    Args:
+        X: (N, P, 2, K) positions.
+        reference: ``none`` (absolute coordinates, the paper's input) or ``first_frame`` (each
+            landmark's displacement from its position in the sequence's first frame).
+
+    Returns:
+        (N, P, 2, K) float32.
+    """
+    X = np.asarray(X, np.float32)
+    if reference == "none":
+        return X
+    if reference == "first_frame":
+        return X - X[:, :1]
+    raise ParamsError(f"data.reference {reference!r} is unknown; expected none or first_frame")
+
+
+def scale_inputs(X: np.ndarray, mean: np.ndarray, std: np.ndarray, reference: str = "none") -> np.ndarray:
+    """(N, P, 2, K) landmarks -> (N, P, 2, K, 1) float32 model inputs (reference, then scaling)."""
+    return (((reference_inputs(X, reference) - mean) / std)[..., None]).astype(np.float32)
 
 
 def class_weights(y: np.ndarray, mode: str) -> np.ndarray:
@@ -592,6 +614,8 @@ class TrainedModel:
         landmark_ids: (K,) MediaPipe ids of its input columns, in order.
         mean, std: (2, K) input scaling (training-part statistics).
         hyper: (F, Q, R): filters, LSTM units, FC1 units.
+        reference: ``none`` or ``first_frame`` (see :func:`reference_inputs`), applied before
+            the scaling.
         variant, emotion, n_landmarks, selection, seed: which model this is.
         record: its JSON record (metrics, learning curve, cache key).
     """
@@ -601,6 +625,7 @@ class TrainedModel:
     mean: np.ndarray
     std: np.ndarray
     hyper: tuple[int, int, int]
+    reference: str = "none"
     variant: str = ""
     emotion: str = ""
     n_landmarks: int = 0
@@ -643,7 +668,7 @@ def _save_unit(path: Path, model, mean: np.ndarray, std: np.ndarray, landmark_id
     with io.atomic_path(path) as tmp:
         model.save(tmp)
     io.write_npz(scaler, mean=mean, std=std, landmark_ids=np.asarray(landmark_ids, np.int64),
-                 hyper=np.asarray(record["hyper"], np.int64))
+                 hyper=np.asarray(record["hyper"], np.int64), reference=np.array(record["reference"]))
     io.write_json(record_path, record)  # last: its presence marks the unit finished
 
 
@@ -675,7 +700,7 @@ def _unit_key(*, variant: str, emotion: str, seed: int, landmark_ids: np.ndarray
         "landmark_ids": [int(i) for i in landmark_ids], "hyper": [int(v) for v in hyper],
         "model": params.model.model_dump(mode="json", exclude={"filters", "lstm_units", "fc_units"}),
         "train": params.train.model_dump(mode="json", exclude={"threads"}),
-        "normalize": params.data.normalize, "data": data_fp,
+        "normalize": params.data.normalize, "reference": params.data.reference, "data": data_fp,
         "parts": {p: hashlib.sha256(np.asarray(v, np.int64).tobytes()).hexdigest()[:16]
                   for p, v in parts.items()},
     })
@@ -695,8 +720,9 @@ def _train_unit(unit: _Unit, path: Path, *, data: LandmarkSet, parts: Mapping[st
     """Fit one model, save it at ``path``, return its record."""
     sub = data.select_landmarks(unit.landmark_ids)
     y = (sub.emotion == unit.emotion).astype(np.int32)
-    mean, std = fit_scaler(sub.X[parts["train"]], params.data.normalize)
-    x = {p: scale_inputs(sub.X[idx], mean, std) for p, idx in parts.items()}
+    reference = params.data.reference
+    mean, std = fit_scaler(reference_inputs(sub.X[parts["train"]], reference), params.data.normalize)
+    x = {p: scale_inputs(sub.X[idx], mean, std, reference) for p, idx in parts.items()}
     trainer = pool.get(unit.variant, data.frames, len(unit.landmark_ids), unit.hyper, params)
     fit = fit_model(trainer, x["train"], y[parts["train"]], x["val"], y[parts["val"]],
                     seed=unit.seed, params=params)
@@ -714,7 +740,7 @@ def _train_unit(unit: _Unit, path: Path, *, data: LandmarkSet, parts: Mapping[st
         "n_val": len(parts["val"]), "n_test": len(parts["test"]), "best_epoch": fit.best_epoch,
         "val_accuracy": float(best["val_accuracy"]), "val_loss": float(best["val_loss"]),
     }
-    record = {"key": key, "hyper": list(unit.hyper), "row": row,
+    record = {"key": key, "hyper": list(unit.hyper), "reference": reference, "row": row,
               "history": fit.history.to_dict(orient="list")}
     _save_unit(path, model, mean, std, unit.landmark_ids, record)
     return record
@@ -1030,11 +1056,12 @@ def load_trained(run: RunFolder, variant: str, emotion: str, n_landmarks: int, s
         record = json.loads(record_path.read_text())
         with np.load(scaler_path, allow_pickle=False) as f:
             mean, std, ids = f["mean"], f["std"], f["landmark_ids"].astype(int)
+            reference = str(f["reference"]) if "reference" in f.files else "none"
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # a damaged file: say which
         raise DataError(f"{path}: cannot load the model or its scaler ({exc})") from None
     return TrainedModel(model=model, landmark_ids=ids, mean=mean, std=std,
-                        hyper=tuple(int(v) for v in record["hyper"]), variant=variant,
+                        hyper=tuple(int(v) for v in record["hyper"]), reference=reference, variant=variant,
                         emotion=emotion, n_landmarks=int(n_landmarks), selection=selection,
                         seed=int(seed), record=record)
 
@@ -1056,15 +1083,16 @@ def model_inputs(data: LandmarkSet, trained: TrainedModel) -> np.ndarray:
     if expected is not None and data.frames != expected:
         raise DataError(f"the data holds {data.frames} frames per sample; the model expects {expected}")
     sub = data.select_landmarks(trained.landmark_ids)
-    return scale_inputs(sub.X, trained.mean, trained.std)
+    return scale_inputs(sub.X, trained.mean, trained.std, trained.reference)
 
 
 # --------------------------------------------------------------------------------------------
 # SVM baselines
 # --------------------------------------------------------------------------------------------
-def svm_features(X: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
-    """Flattened samples (N, P*2*K), standardised with the statistics of ``train_rows``."""
-    flat = np.asarray(X, np.float64).reshape(len(X), -1)
+def svm_features(X: np.ndarray, train_rows: np.ndarray, reference: str = "none") -> np.ndarray:
+    """Flattened samples (N, P*2*K) after ``reference`` (as the networks see them),
+    standardised with the statistics of ``train_rows``."""
+    flat = np.asarray(reference_inputs(X, reference), np.float64).reshape(len(X), -1)
     mean = flat[train_rows].mean(axis=0)
     std = flat[train_rows].std(axis=0)
     std[std < 1e-8] = 1.0
@@ -1074,7 +1102,8 @@ def svm_features(X: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
 def train_svms(run: RunFolder, params: Params, data: LandmarkSet, *, progress: bool = True) -> pd.DataFrame:
     """Linear- and RBF-SVM baselines on the same features and partitions as the networks.
 
-    The features are the flattened landmark tensors, standardised per feature with training
+    The features are the flattened landmark tensors (after ``data.reference``, as the networks
+    see them), standardised per feature with training
     statistics; scikit-learn's SVC with ``class_weight="balanced"`` and C = ``svm.c``, RBF with
     ``gamma="scale"``. An SVM needs no early stopping, so it trains on the training and
     validation parts together (the data the networks saw) and is tested on the same test part.
@@ -1102,7 +1131,7 @@ def train_svms(run: RunFolder, params: Params, data: LandmarkSet, *, progress: b
         if seed not in features_of:
             parts = split_indices(splits, seed)
             fit_rows = np.concatenate([parts["train"], parts["val"]])
-            features_of[seed] = (svm_features(data.X, fit_rows), parts)
+            features_of[seed] = (svm_features(data.X, fit_rows, params.data.reference), parts)
         feats, parts = features_of[seed]
         fit_rows = np.concatenate([parts["train"], parts["val"]])
         y = (data.emotion == emotion).astype(int)
@@ -1259,6 +1288,10 @@ def choices_table(params: Params) -> pd.DataFrame:
          f"{params.data.normalize}" + (" (per coordinate and landmark, training-part statistics)"
                                        if params.data.normalize == "standardize" else ""),
          "raw landmark coordinates"),
+        ("input reference", "data.reference",
+         {"none": "none (absolute coordinates)",
+          "first_frame": "first_frame (movement from the first, neutral frame)"}[params.data.reference],
+         "absolute coordinates"),
         ("class imbalance", "train.class_weight", t.class_weight, "not stated"),
         ("loss", "(fixed)", "cross-entropy on the 2-way softmax, class-weighted "
          "(= binary cross-entropy, equation 3)", "binary cross-entropy"),

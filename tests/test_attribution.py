@@ -439,9 +439,17 @@ def test_stage_is_cached_and_redone_when_parameters_change(trained_run, tmp_path
                                         trained=result.trained)
     assert redo.computed == ["anger"] and int(redo.masks["anger"]["n_samples"]) == 3
     assert len(set(data.emotion[redo.explained["anger"]])) >= 1
+    # the shared tables still hold every emotion, anger's rows replaced
+    ranking = pd.read_csv(run.results / "landmark_ranking.csv")
+    assert list(ranking["emotion"].unique()) == list(params.emotions) and len(ranking) == 6 * 468
+    comp = pd.read_csv(run.results / "completeness.csv")
+    assert len(comp) == 30 and list(comp["emotion"].unique()) == list(params.emotions)
+    np.testing.assert_array_equal(A.load_ranking(run)["anger"], redo.order("anger"))
+    np.testing.assert_array_equal(A.load_ranking(run)["fear"], result.order("fear"))
     # restore the cache of the other tests' parameters
     assert A.global_landmark_importance(run, params, data, emotions=["anger"], progress=False,
                                         trained=result.trained).computed == ["anger"]
+    A.check_global_importance(run, params)
 
 
 def test_stage_medoid_typical(trained_run):
@@ -497,8 +505,16 @@ def test_notebook_summaries_on_the_stage_result(trained_run):
         assert probs.shape == (6,) and np.all((probs >= 0) & (probs <= 1))
         # alpha = 1 is the emotion's typical video, which its model is most sure of
         assert math.isclose(probs[-1], result.typical.set_index("emotion").loc[e, "score"], rel_tol=1e-4)
-    study = A.completeness_study(result, data, params, samples_per_emotion=1, factors=(0.25, 1.0), progress=False)
+    study = A.completeness_study(result, data, params, samples_per_emotion=1, factors=(0.25, 1.0), progress=False,
+                                 run=run)
     assert sorted(set(study["steps"])) == [2, 8] and (study["pairs"] == 5).all()
+    cached = sorted((run.cache / "ig").glob("completeness_t-emo_*.csv"))
+    assert len(cached) == 6
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = A.completeness_study(result, data, params, samples_per_emotion=1, factors=(0.25, 1.0), progress=False,
+                                 run=run)
+    pd.testing.assert_frame_equal(again, study, check_dtype=False)
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
     regions = A.region_importance_table(result.masks)
     assert list(regions.index) == list(params.emotions) and "lips" in regions.columns
     assert np.isfinite(regions.to_numpy()).all()
@@ -510,3 +526,37 @@ def test_notebook_summaries_on_the_stage_result(trained_run):
     assert (same["top64_overlap"] == 64).all() and np.allclose(same["spearman"], 1.0)
     assert math.isclose(same["chance_overlap"].iloc[0], 64 * 64 / 468)
     assert A.variant_available(run, params, "t-emo") and not A.variant_available(run, params, "r-emo")
+
+
+def test_figures_of_the_stage(trained_run, tmp_path):
+    from emolib.plots import attribution as P
+    from emolib.plots.face import mean_face
+
+    run, params, data, result = trained_run
+    curves = A.path_curves(result, data, steps=4)
+    fig = P.alpha_curves_figure(curves)
+    assert len(fig.data) == 30 and sum(t.showlegend for t in fig.data) == 6  # one legend entry per baseline
+    ids = result.masks["anger"]["landmark_ids"]
+    faces = P.importance_faces_figure(mean_face(data.X), {e: m["global"] for e, m in result.masks.items()}, ids,
+                                      top_k=10)
+    assert len(faces.data) == 12  # dots + rings per emotion
+    buttons = faces.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == list(params.emotions)
+    assert buttons[2].args[0]["visible"] == [j in (4, 5) for j in range(12)]
+    assert len(faces.data[1].x) == 10
+    matrices = {e: A.baseline_agreement(m["per_baseline"]) for e, m in result.masks.items()}
+    agree = P.baseline_agreement_figure(matrices, {e: list(m["baseline_emotions"]) for e, m in result.masks.items()})
+    assert len(agree.data) == 6 and agree.data[0].visible and not agree.data[1].visible
+    regions = P.region_importance_figure(A.region_importance_table(result.masks))
+    assert np.nanmax(regions.data[0].z) == pytest.approx(1.0)
+    path = P.save_figure(faces, tmp_path / "faces.html")
+    html = path.read_text()
+    assert "plotly.js" in html or "Plotly" in html
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, no leftovers
+    study = A.completeness_study(result, data, params, samples_per_emotion=1, factors=(0.25, 1.0), progress=False,
+                                 run=run)
+    gap = P.gap_vs_steps_figure(study)
+    assert len(gap.data) == 6 and list(gap.data[0].x) == [2, 8]
+    recovery = A.planted_recovery({e: result.order(e) for e in params.emotions}, A.load_ground_truth(run))
+    bars = P.planted_recovery_figure(recovery)
+    assert len(bars.data) == 5 and list(bars.data[0].y) == recovery["hits_top_planted"].tolist()

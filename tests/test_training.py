@@ -37,7 +37,7 @@ def tiny_params(**overrides):
         node = raw
         parts = key.split("__")
         for part in parts[:-1]:
-            node = node[part]
+            node = node.setdefault(part, {})
         node[parts[-1]] = value
     return parse_params(raw, "<test>")
 
@@ -219,6 +219,22 @@ def test_model_inputs_rebuild_the_exact_test_predictions(trained_run, data):
     assert training.binary_metrics(y, prob)["accuracy"] == pytest.approx(row["accuracy"])
     with pytest.raises(DataError, match="not found"):
         training.load_trained(run, "t-emo", "happiness", data.n_landmarks, "all", 7)
+
+
+def test_first_frame_reference_reaches_the_inputs_of_stage_03(tmp_path, data):
+    run = RunFolder(tmp_path).ensure()
+    params = tiny_params(data__reference="first_frame")
+    training.train_models(run, params, data, variants=("r-emo",), progress=False)
+    trained = training.load_trained(run, "r-emo", "anger", data.n_landmarks, "all", 0)
+    assert trained.reference == "first_frame"
+    parts = training.split_indices(training.load_splits(run), 0)
+    moves = data.X - data.X[:, :1]
+    mean, std = training.fit_scaler(moves[parts["train"]], "standardize")
+    np.testing.assert_allclose(trained.mean, mean, rtol=1e-5, atol=1e-7)
+    x = training.model_inputs(data, trained)
+    np.testing.assert_allclose(x[..., 0], (moves - mean) / std, rtol=1e-5, atol=1e-6)
+    # the first frame is the reference: every sample starts from the same (scaled) zero
+    np.testing.assert_allclose(x[:, 0], np.broadcast_to(x[:1, 0], x[:, 0].shape))
 
 
 def test_r_emo_convolution_unchanged_after_training(trained_run, data):

@@ -21,6 +21,9 @@ def alpha_curves_figure(curves: Mapping[str, Mapping[str, tuple[np.ndarray, np.n
         curves: emotion -> baseline emotion -> ``(alphas, probabilities)`` (from
             :func:`emolib.attribution.alpha_curve`).
         title: figure title.
+
+    Returns:
+        The figure (a grid of panels, a shared legend of baselines).
     """
     emotions = list(curves)
     cols = min(3, max(1, len(emotions)))
@@ -53,7 +56,12 @@ def gap_vs_steps_figure(table: pd.DataFrame, title: str = "Completeness gap agai
     """Mean |gap| (sum(IG) - (F(x) - F(x'))) against m, one line per emotion, log-log axes.
 
     Args:
-        table: columns emotion, steps, mean_abs_gap, mean_abs_delta.
+        table: columns emotion, steps, mean_abs_gap, mean_abs_delta
+            (:func:`emolib.attribution.completeness_study`).
+        title: figure title.
+
+    Returns:
+        The figure.
     """
     fig = go.Figure()
     for e, rows in table.groupby("emotion", sort=False):
@@ -81,6 +89,9 @@ def importance_faces_figure(xy: np.ndarray, importance: Mapping[str, np.ndarray]
         landmark_ids: (L,) MediaPipe ids.
         top_k: ring the top-K landmarks of the shown emotion (None: no rings).
         title: figure title (the emotion is appended).
+
+    Returns:
+        The figure (the first emotion shown; the menu switches).
     """
     ids = np.asarray(landmark_ids, dtype=int)
     fig = go.Figure()
@@ -110,7 +121,12 @@ def region_importance_figure(table: pd.DataFrame, title: str = "Mean landmark im
     """Heatmap, emotions x regions, each row scaled to its own maximum (so emotions compare).
 
     Args:
-        table: index emotions, columns regions, values mean importance.
+        table: index emotions, columns regions, values mean importance
+            (:func:`emolib.attribution.region_importance_table`).
+        title: figure title.
+
+    Returns:
+        The figure (hover shows the unscaled values).
     """
     scaled = table.div(table.max(axis=1).replace(0, np.nan), axis=0).fillna(0.0)
     fig = go.Figure(go.Heatmap(z=scaled.to_numpy(), x=list(table.columns), y=list(table.index),
@@ -130,6 +146,10 @@ def baseline_agreement_figure(matrices: Mapping[str, np.ndarray], baselines: Map
     Args:
         matrices: emotion -> (B, B) correlation matrix of its per-baseline masks.
         baselines: emotion -> the B baseline emotions, in matrix order.
+        title: figure title (the emotion is appended).
+
+    Returns:
+        The figure (the first emotion shown; the menu switches).
     """
     fig = go.Figure()
     emotions = list(matrices)
@@ -156,6 +176,11 @@ def planted_recovery_figure(table: pd.DataFrame, top: int = 64,
 
     Args:
         table: from :func:`emolib.attribution.planted_recovery`.
+        top: the second cut-off of that table.
+        title: figure title.
+
+    Returns:
+        The figure.
     """
     fig = go.Figure()
     x = table["emotion"]
@@ -171,7 +196,15 @@ def planted_recovery_figure(table: pd.DataFrame, top: int = 64,
 
 
 def save_figure(fig: go.Figure, path: str | Path) -> Path:
-    """Write a figure as self-contained HTML (plotly.js embedded: opens offline), atomically."""
+    """Write a figure as self-contained HTML (plotly.js embedded: opens offline), atomically.
+
+    Args:
+        fig: the figure.
+        path: the .html file to write.
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
     with io.atomic_path(path) as tmp:
         fig.write_html(str(tmp), include_plotlyjs=True, full_html=True)
