@@ -57,7 +57,7 @@ import pandas as pd
 from emolib import EMOTIONS as EMOTIONS_ORDER, io
 from emolib.config import GridSettings, Params
 from emolib.errors import DataError, EmolibError, ParamsError
-from emolib.landmarks import LandmarkSet, load_landmarks
+from emolib.landmarks import LandmarkSet
 from emolib.models import VARIANTS, build_model, count_params, initial_weights
 from emolib.run_folder import RunFolder
 

@@ -12,7 +12,7 @@ import pytest
 
 import emolib  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from emolib.config import parse_params
-from emolib.errors import DataError, ParamsError
+from emolib.errors import DataError, EmolibError, ParamsError
 from emolib.landmarks import LandmarkSet
 from emolib.models import conv_weights, initial_weights
 from emolib.run_folder import RunFolder
@@ -254,8 +254,12 @@ def test_resume_skips_finished_models_and_redoes_changed_ones(trained_run, data)
     again = training.train_models(run, params, data, progress=False)
     assert path.stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(again, table)
-    # A half-finished unit (record missing) is trained again; the others are kept.
+    # A half-finished unit (record missing) fails the stage's check, and is trained again;
+    # the others are kept.
     path.with_suffix(".json").unlink()
+    no_svm = params.model_copy(update={"svm": params.svm.model_copy(update={"enabled": False})})
+    with pytest.raises(EmolibError, match="missing"):
+        training.check_training_outputs(run, no_svm, data)
     training.train_models(run, params, data, variants=("t-emo",), progress=False)
     assert path.stat().st_mtime_ns != stamp
     other = training.model_path(run, "t-emo", "anger", data.n_landmarks, "all", 1)

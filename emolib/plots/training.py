@@ -59,7 +59,7 @@ def accuracy_figure(table: pd.DataFrame, svm: Optional[pd.DataFrame] = None,
                 continue
             mean, std = _mean_std(rows, metric, emotions)
             fig.add_trace(go.Bar(x=emotions, y=mean, error_y=dict(type="data", array=std), name=variant.upper(),
-                                 marker_color=VARIANT_COLOURS[variant], visible=visible,
+                                 marker_color=VARIANT_COLOURS[variant], visible=visible, offsetgroup=variant,
                                  hovertemplate="%{x}: %{y:.3f} ± %{error_y.array:.3f}<extra>" + variant + "</extra>"))
             idx.append(len(fig.data) - 1)
         if svm is not None and not svm.empty and metric in svm.columns:
@@ -68,19 +68,18 @@ def accuracy_figure(table: pd.DataFrame, svm: Optional[pd.DataFrame] = None,
                 mean, std = _mean_std(rows, metric, emotions)
                 fig.add_trace(go.Bar(x=emotions, y=mean, error_y=dict(type="data", array=std),
                                      name=f"{kernel} SVM", marker_color=BASELINE_COLOURS[kernel], opacity=0.75,
-                                     visible=visible))
+                                     visible=visible, offsetgroup=kernel))
                 idx.append(len(fig.data) - 1)
-        majority = _mean_std(table, "majority_accuracy", emotions)[0]
-        if metric == "accuracy":
-            fig.add_trace(go.Scatter(x=emotions, y=majority, mode="markers", name="majority answer",
-                                     marker=dict(symbol="line-ew-open", size=38, color="black",
-                                                 line=dict(width=3)), visible=visible))
-        else:
-            # Always answering one class scores 0.5 in balanced accuracy, whatever the imbalance.
-            fig.add_trace(go.Scatter(x=emotions, y=[0.5] * len(emotions), mode="markers",
-                                     name="chance / majority", visible=visible,
-                                     marker=dict(symbol="line-ew-open", size=38, color="black",
-                                                 line=dict(width=3))))
+        # Always answering one class: the majority share in accuracy, 0.5 in balanced accuracy.
+        majority = (_mean_std(table, "majority_accuracy", emotions)[0] if metric == "accuracy"
+                    else [0.5] * len(emotions))
+        xs, ys = [], []
+        for i, value in enumerate(majority):
+            xs += [i - 0.45, i + 0.45, None]
+            ys += [value, value, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="black", width=2.5, dash="dot"),
+                                 name="majority answer" if metric == "accuracy" else "always one answer (0.5)",
+                                 xaxis="x2", visible=visible, hoverinfo="skip"))
         idx.append(len(fig.data) - 1)
         if metric == "accuracy":
             for source, colours, label in ((paper, VARIANT_COLOURS, "paper {} (CK+)"),
@@ -90,7 +89,7 @@ def accuracy_figure(table: pd.DataFrame, svm: Optional[pd.DataFrame] = None,
                         x=emotions, y=[values.get(e, np.nan) for e in emotions], mode="markers",
                         name=label.format(name.upper() if "emo" in name else name),
                         marker=dict(symbol="diamond-open", size=11, color=colours.get(name, "black"),
-                                    line=dict(width=2)), visible=visible))
+                                    line=dict(width=2)), visible=visible, offsetgroup=name))
                     idx.append(len(fig.data) - 1)
         groups.append(idx)
     buttons = []
@@ -98,7 +97,9 @@ def accuracy_figure(table: pd.DataFrame, svm: Optional[pd.DataFrame] = None,
         vis = [i in idx for i in range(len(fig.data))]
         buttons.append(dict(label=METRIC_LABELS.get(metric, metric), method="update",
                             args=[{"visible": vis}, {"yaxis.title.text": METRIC_LABELS.get(metric, metric)}]))
-    fig.update_layout(title=title, barmode="group", template="plotly_white", height=480,
+    fig.update_layout(title=title, barmode="group", scattermode="group", template="plotly_white", height=480,
+                      # a hidden numeric axis over the categories carries the majority segments
+                      xaxis2=dict(overlaying="x", range=[-0.5, len(emotions) - 0.5], visible=False),
                       yaxis=dict(title=METRIC_LABELS.get(metrics[0], metrics[0]), range=[0, 1.05]),
                       legend=dict(orientation="h", y=-0.15),
                       updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.15, yanchor="top")]
