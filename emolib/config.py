@@ -261,11 +261,23 @@ def _apply_override(raw: dict, override: str, source: str) -> None:
         value = yaml.safe_load(value_txt)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{source}: --set {override!r}: value is not valid YAML ({exc})") from None
+    try:
+        set_dotted(raw, parts, value)
+    except ParamsError as exc:
+        raise ParamsError(f"{source}: --set {override!r}: {exc}") from None
+
+
+def set_dotted(raw: dict, parts: list[str], value: Any) -> None:
+    """Set ``raw[parts[0]][parts[1]]... = value``, creating missing sections.
+
+    Raises:
+        ParamsError: a part on the way names a value rather than a section.
+    """
     node = raw
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ParamsError(f"{source}: --set {override!r}: {part} is not a section")
+            raise ParamsError(f"{part} is not a section")
         node = child
     node[parts[-1]] = value
 

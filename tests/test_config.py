@@ -100,3 +100,9 @@ def test_resolved_yaml_round_trips(tmp_path):
     f = _write(tmp_path, p.to_yaml())
     assert load_params(f) == p
     assert isinstance(p, Params)
+
+
+def test_override_through_a_value_is_refused(tmp_path):
+    f = _write(tmp_path, "frames: 8\n")
+    with pytest.raises(ParamsError, match=r"--set 'frames.x=1': frames is not a section"):
+        load_params(f, overrides=["frames.x=1"])

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from emolib import EMOTIONS, N_LANDMARKS
-from emolib.config import parse_params
+from emolib.config import parse_params, set_dotted
 from emolib.errors import EmolibError
 from emolib.io import write_csv
 from emolib.regions import REGIONS, region_of
@@ -35,11 +35,7 @@ def make_params(**overrides):
            "pruning": {"k": K_VALUES, "random_control": True, "grid_search": True},
            "report": {"top_k_figure": [468, 64, 16]}}
     for key, value in overrides.items():
-        node = raw
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
+        set_dotted(raw, key.split("."), value)
     return parse_params(raw, "test")
 
 

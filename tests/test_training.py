@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import emolib  # noqa: F401  (selects tf-keras before TensorFlow loads)
-from emolib.config import parse_params
+from emolib.config import parse_params, set_dotted
 from emolib.errors import DataError, EmolibError, ParamsError
 from emolib.landmarks import LandmarkSet
 from emolib.models import conv_weights, initial_weights
@@ -34,11 +34,7 @@ def tiny_params(**overrides):
         "grid": {"enabled": False, "filters": [2, 3], "lstm_units": [3], "fc_units": [3]},
     }
     for key, value in overrides.items():
-        node = raw
-        parts = key.split("__")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        set_dotted(raw, key.split("__"), value)
     return parse_params(raw, "<test>")
 
 
