@@ -73,6 +73,17 @@ def test_a_script_error_and_an_undrawn_figure_are_detected(tmp_path):
     assert any("Uncaught ReferenceError: undefinedFunction" in e for e in errors)
 
 
+# Headless Chromium's --virtual-time-budget advances the clock for timers but does not promise
+# animation frames; plotly's slider applies its step in a requestAnimationFrame callback, so on a
+# busy machine the budget could run out before that frame came (CI, 2026-11-22: the slider
+# seemed dead). Driving frames from timers makes the page deterministic under virtual time; the
+# slider's own code is unchanged.
+FRAMES_FROM_TIMERS = """
+<script>
+window.requestAnimationFrame = cb => setTimeout(() => cb(performance.now()), 16);
+window.cancelAnimationFrame = id => clearTimeout(id);
+</script>"""
+
 CLICK_MENU_THEN_SLIDER = """
 <script>
 function shown(gd) { return gd._fullData.filter(t => t.visible === true).map(t => t.name + ':' + t._length); }
@@ -122,7 +133,8 @@ def test_figure3_menu_and_slider_work_in_a_static_page(tmp_path):
     fig = top_k_faces_figure(np.random.default_rng(0).random((468, 2)), np.arange(468), fake_ranking(),
                              {e: np.linspace(1, 0, 468) for e in EMOTIONS}, [468, 64, 16], list(EMOTIONS))
     page = tmp_path / "figure3.html"
-    page.write_text("<html><body>" + pio.to_html(fig, include_plotlyjs=True, full_html=False, div_id="figure3")
+    page.write_text("<html><body>" + FRAMES_FROM_TIMERS
+                    + pio.to_html(fig, include_plotlyjs=True, full_html=False, div_id="figure3")
                     + CLICK_MENU_THEN_SLIDER + "</body></html>")
     dom, errors = open_in_chromium(page, tmp_path / "profile", budget_ms=30000)
     assert not errors, errors
