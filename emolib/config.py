@@ -126,6 +126,8 @@ class IgSettings(_Section):
     typical: Literal["most_confident", "medoid"] = "most_confident"
     max_samples: Optional[int] = Field(None, ge=1, description="cap on explained samples per emotion")
     batch_size: int = Field(512, ge=1, description="interpolated samples per gradient chunk")
+    engine: Literal["auto", "generic", "structured"] = Field(
+        "auto", description="IG engine: structured (exact, fast, emolib's Conv2D+LSTM models), generic, auto")
     seed: Optional[int] = Field(None, description="which seed's models to explain (default: first)")
 
 

@@ -125,7 +125,7 @@ def explain_sample(run: RunFolder, params: Params, data: LandmarkSet, sample: in
     bases = training_api.model_inputs(data.subset(np.array(list(typical.values()))), trained)
     inputs = np.repeat(np.asarray(x), len(bases), axis=0)
     result = integrated_gradients(trained.model, inputs, bases, steps=params.ig.steps, target=1,
-                                  batch_size=params.ig.batch_size, rule=params.ig.rule)
+                                  batch_size=params.ig.batch_size, rule=params.ig.rule, engine=params.ig.engine)
     attr = np.abs(np.asarray(result.attributions))
     if attr.ndim == 5:  # (B, P, 2, K, 1): drop the channel axis
         attr = attr[..., 0]

@@ -231,6 +231,93 @@ def test_model_calls_prove_batching(rng):
     assert fn.experimental_get_tracing_count() == 1
 
 
+# ---- the structured engine (emolib's Conv2D + LSTM models) -----------------------------------
+
+def emolib_model(variant: str = "t-emo", n_landmarks: int = 9, kernel=(2, 3), seed: int = 0) -> keras.Model:
+    """A model of emolib.models.build_model at toy size, with BatchNorm statistics and a bias
+    that are not the identity (a fresh BatchNorm would hide a mistake in folding it)."""
+    from emolib.models import build_model
+
+    model = build_model(variant, P, n_landmarks, 3, 4, 5, kernel_size=kernel, seed=seed)
+    r = np.random.default_rng(seed + 1)
+    norm = model.get_layer("batchnorm").layer
+    norm.set_weights([r.uniform(0.5, 2.0, 3), r.normal(0, 0.3, 3), r.normal(0, 0.3, 3), r.uniform(0.5, 2.0, 3)])
+    conv = model.get_layer("conv").layer
+    conv.set_weights([conv.get_weights()[0], r.normal(0, 0.2, 3)])
+    return model
+
+
+@pytest.mark.parametrize("variant,n_landmarks,kernel", [("t-emo", 9, (2, 3)), ("r-emo", 9, (2, 5)),
+                                                         ("t-emo", 1, (2, 3))])
+@pytest.mark.parametrize("rule", A.RULES)
+def test_structured_engine_equals_generic(rng, variant, n_landmarks, kernel, rule):
+    """Same attributions, gaps and outputs as pushing every interpolated sample through the model,
+    with units switching on and off along the path, units that never move (x = x' on a frame),
+    and both one baseline for all and one per input."""
+    model = emolib_model(variant, n_landmarks, kernel)
+    assert A._conv_lstm_plan(model) is not None
+    shape = (P, 2, n_landmarks, 1)
+    x = rng.normal(size=(5,) + shape).astype(np.float32)
+    per_input = rng.normal(size=(5,) + shape).astype(np.float32)
+    per_input[:, 1] = x[:, 1]  # one frame identical: its convolution slope is exactly 0
+    for baselines in (per_input, per_input[0]):
+        generic = A.integrated_gradients(model, x, baselines, steps=12, rule=rule, engine="generic")
+        structured = A.integrated_gradients(model, x, baselines, steps=12, rule=rule, engine="structured")
+        scale = np.abs(generic.attributions).max()
+        np.testing.assert_allclose(structured.attributions, generic.attributions, atol=1e-5 * scale)
+        np.testing.assert_allclose(structured.gaps, generic.gaps, atol=1e-5 * scale)
+        np.testing.assert_allclose(structured.f_inputs, generic.f_inputs)
+        auto = A.integrated_gradients(model, x, baselines, steps=12, rule=rule)
+        np.testing.assert_array_equal(auto.attributions, structured.attributions)
+
+
+def test_structured_engine_sees_switching_units(rng):
+    """The test above only means something if ReLU units really switch inside the path."""
+    model = emolib_model()
+    conv = model.get_layer("conv").layer
+    x, base = _data_k(rng, 5, 9), _data_k(rng, 1, 9)
+    def pre(v):
+        return tf.nn.conv2d(v.reshape(-1, 2, 9, 1), conv.kernel, 1, "VALID").numpy() + conv.bias.numpy()
+    start, end = pre(np.broadcast_to(base, x.shape)), pre(x)
+    switching = np.mean(np.sign(start) != np.sign(end))
+    assert 0.2 < switching < 0.8
+
+
+def _data_k(rng, n, k):
+    return rng.normal(size=(n, P, 2, k, 1)).astype(np.float32)
+
+
+def test_structured_engine_chunks_and_completeness(rng):
+    model = emolib_model()
+    x, base = _data_k(rng, 7, 9), _data_k(rng, 1, 9)
+    whole = A.integrated_gradients(model, x, base, steps=10, batch_size=None, engine="structured")
+    assert whole.model_calls == 1
+    for bs in (1, 25, 30):  # one sample a chunk (also below one sample's alphas), 2, 3 samples a chunk
+        part = A.integrated_gradients(model, x, base, steps=10, batch_size=bs, engine="structured")
+        assert part.model_calls == math.ceil(7 / max(1, bs // 10))
+        np.testing.assert_allclose(part.attributions, whole.attributions, rtol=1e-6, atol=1e-9)
+    # Completeness: the gaps shrink towards zero as m grows, as the generic engine's do.
+    gaps = [np.abs(A.integrated_gradients(model, x, base, steps=m, engine="structured").gaps).mean()
+            for m in (4, 64, 1024)]
+    assert gaps[2] < gaps[1] < gaps[0]
+    assert gaps[2] < 0.02 * np.abs(A.integrated_gradients(model, x, base, steps=4).deltas).mean() + 1e-6
+
+
+def test_engine_choice(rng):
+    """auto picks the structured engine only for the architecture it is exact for."""
+    assert A._conv_lstm_plan(emolib_model()) is not None
+    assert A._conv_lstm_plan(tiny_paper_model()) is None   # BatchNorm not per frame
+    assert A._conv_lstm_plan(linear_model()) is None
+    x = _data(rng, 2)
+    with pytest.raises(ParamsError, match="structured.*build_model"):
+        A.integrated_gradients(tiny_paper_model(), x, x, engine="structured")
+    with pytest.raises(ParamsError, match="engine 'fast' is unknown"):
+        A.integrated_gradients(tiny_paper_model(), x, x, engine="fast")
+    generic = A.integrated_gradients(tiny_paper_model(), x, x[::-1], steps=3)        # auto -> generic
+    forced = A.integrated_gradients(tiny_paper_model(), x, x[::-1], steps=3, engine="generic")
+    np.testing.assert_array_equal(generic.attributions, forced.attributions)
+
+
 def test_plain_callable_models_work(rng):
     w = rng.normal(size=SHAPE).astype(np.float32)
 
@@ -297,6 +384,33 @@ def test_rank_select_and_typical():
     assert pos == 3 and math.isclose(dist, math.hypot(1.85, 2.0))
     with pytest.raises(ParamsError, match="centroid"):
         A.typical_sample(inputs, "centroid")
+
+
+def test_displacement_ranking_finds_what_moves_and_scores_beside_ig():
+    """The model-free reference: landmarks that move most between first and last frame first,
+    in face units (so a bigger face does not move more), scored in the recovery table."""
+    from emolib.landmarks import LandmarkSet
+
+    r = np.random.default_rng(3)
+    n, frames, ids = 6, 4, np.arange(300)
+    X = np.repeat(r.uniform(0.2, 0.8, size=(n, 1, 2, 300)), frames, axis=1)
+    X[:, :, 0, 263] = X[:, :, 0, 33] + 0.2                     # eye corners 0.2 apart ...
+    X[3:] *= 2.0                                              # ... or 0.4 on a bigger face
+    X[:3, -1, 1, [10, 11, 12]] += 0.02                       # anger moves 10-12, fear 20-21
+    X[3:, -1, 1, [20, 21]] += np.array([0.04, 0.02])         # on the 2x face: 0.1 and 0.05 face units
+    emotion = np.array(["anger"] * 3 + ["fear"] * 3)
+    data = LandmarkSet(X.astype(np.float32), emotion, np.array(["s"] * n), np.arange(n).astype(str),
+                       np.zeros(n, bool), ids)
+    ranked = A.displacement_ranking(data, ["anger", "fear", "sadness"])
+    assert set(ranked) == {"anger", "fear"}                 # no sadness samples: left out
+    assert set(ranked["anger"][:3].tolist()) == {10, 11, 12}
+    assert ranked["fear"][:2].tolist() == [20, 21]
+    table = A.planted_recovery({"anger": ids[::-1], "fear": ids}, {"anger": np.array([10, 11, 12, 13])},
+                               reference=ranked).set_index("emotion")
+    assert list(table.index) == ["anger"]
+    assert table.loc["anger", "reference_hits_top_planted"] == 3   # 10, 11, 12 of the top 4
+    assert math.isclose(table.loc["anger", "reference_recall"], 0.75)
+    assert table.loc["anger", "hits_top_planted"] == 0
 
 
 def test_planted_recovery_and_agreement():

@@ -172,7 +172,8 @@ def baseline_agreement_figure(matrices: Mapping[str, np.ndarray], baselines: Map
 
 def planted_recovery_figure(table: pd.DataFrame, top: int = 64,
                             title: str = "Planted landmarks recovered by the ranking") -> go.Figure:
-    """Grouped bars per emotion: hits in the top |planted| and in the top ``top``, beside chance.
+    """Grouped bars per emotion: hits in the top |planted| and in the top ``top``, beside chance
+    (and beside the model-free reference ranking when the table has it).
 
     Args:
         table: from :func:`emolib.attribution.planted_recovery`.
@@ -186,6 +187,9 @@ def planted_recovery_figure(table: pd.DataFrame, top: int = 64,
     x = table["emotion"]
     fig.add_trace(go.Bar(x=x, y=table["hits_top_planted"], name="hits in top |planted|"))
     fig.add_trace(go.Bar(x=x, y=table["chance_top_planted"], name="chance, top |planted|", opacity=0.5))
+    if "reference_hits_top_planted" in table:
+        fig.add_trace(go.Bar(x=x, y=table["reference_hits_top_planted"], opacity=0.7,
+                             name="measured motion alone (no model), top |planted|"))
     fig.add_trace(go.Bar(x=x, y=table[f"hits_top{top}"], name=f"hits in top {top}"))
     fig.add_trace(go.Bar(x=x, y=table[f"chance_top{top}"], name=f"chance, top {top}", opacity=0.5))
     fig.add_trace(go.Scatter(x=x, y=table["planted"], mode="markers", name="planted",
