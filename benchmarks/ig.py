@@ -297,7 +297,8 @@ def main(argv=None) -> int:
           f", {s['structured_rows_per_s'] / tut:.1f}x the per-sample version (target >= 10x)")
     print(f"  per-sample, TF tutorial style   {tut:10.1f} interpolated samples/s")
     print(f"  the two engines' attributions differ by at most {s['engines_max_relative_difference']:.1e}"
-          " of the largest (float32 rounding)")
+          " of the largest\n  (float32: where a ReLU unit is within rounding of zero at an alpha, the engines may"
+          " take opposite sides)")
     out = {"device": device, "speed": s}
     if not args.skip_memory:
         mem = memory(args)

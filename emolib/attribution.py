@@ -1174,6 +1174,8 @@ def choices_table(params: Params, variant: str = "t-emo") -> pd.DataFrame:
          f"model inputs ({params.data.normalize}, reference "
          f"{getattr(params.data, 'reference', 'none')}), baselines too", "raw landmarks"),
         ("interpolated samples per model call", "ig.batch_size", ig.batch_size, "(speed only)"),
+        ("how the integral is computed", "ig.engine", ig.engine,
+         "(speed only: structured = exact rewrite for this architecture, equal to generic up to rounding)"),
     ]
     return pd.DataFrame(rows, columns=["question", "parameter", "this run", "paper"])
 
