@@ -1180,26 +1180,6 @@ def load_history(run: RunFolder, results_csv: Optional[Union[str, Path]] = None)
     return pd.read_csv(path)
 
 
-def summarize(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Mean and standard deviation of ``metric`` per (variant, emotion, n_landmarks, selection).
-
-    Args:
-        table: results rows.
-        metric: a metric column (accuracy, balanced_accuracy, f1, roc_auc).
-
-    Returns:
-        Columns variant, emotion, n_landmarks, selection, mean, std, runs, majority (the mean
-        majority-class accuracy of the same test parts).
-    """
-    if metric not in table.columns:
-        raise EmolibError(f"no column {metric!r} in the results")
-    group = ["variant", "emotion", "n_landmarks", "selection"]
-    out = table.groupby(group, sort=False).agg(mean=(metric, "mean"), std=(metric, "std"),
-                                               runs=(metric, "size"),
-                                               majority=("majority_accuracy", "mean")).reset_index()
-    return out
-
-
 def cost_summary(table: pd.DataFrame) -> pd.DataFrame:
     """What a model costs, per variant (and K): the paper's "fast" claim, measured.
 
