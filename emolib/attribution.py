@@ -209,6 +209,8 @@ def _compiled(model: Any, kind: str, chunk: int, sample_shape: tuple[int, ...]) 
             return _call_model(model, batch)
 
         fn = outputs
+    elif kind == "structured":
+        fn = _structured_fn(_conv_lstm_plan(model), sample_shape)
     else:  # pragma: no cover - internal
         raise ValueError(kind)
     per_model[key] = fn
@@ -274,15 +276,12 @@ def _conv_lstm_plan(model: Any) -> _ConvLstmPlan | None:
                          frames=int(shape[0]), landmarks=int(shape[2]))
 
 
-def _structured_fn(model: Any, plan: _ConvLstmPlan, sample_shape: tuple[int, ...]) -> Callable:
-    """The compiled structured engine for one model: (x, x', alphas, weights, target) of a chunk
-    of samples -> sum_k weight_k * dF/dx at x' + alpha_k (x - x'), shaped like x."""
+def _structured_fn(plan: _ConvLstmPlan, sample_shape: tuple[int, ...]) -> Callable:
+    """The structured engine for one model, compiled (:func:`_compiled` caches it per model):
+    (x, x', alphas, weights, target) of a chunk of samples -> sum_k weight_k * dF/dx at
+    x' + alpha_k (x - x'), shaped like x."""
     import tensorflow as tf
 
-    per_model = _COMPILED.setdefault(model, {})
-    key = ("structured", 0, sample_shape)
-    if key in per_model:
-        return per_model[key]
     conv, norm, cell, head = plan.conv, plan.norm, plan.cell, plan.head
     frames, landmarks = plan.frames, plan.landmarks
     spec = tf.TensorSpec((None,) + sample_shape, tf.float32)
@@ -380,7 +379,6 @@ def _structured_fn(model: Any, plan: _ConvLstmPlan, sample_shape: tuple[int, ...
             pre = convolve(d, False)
         return back.gradient(pre, d, output_gradients=grad_pre)
 
-    per_model[key] = structured
     return structured
 
 
@@ -507,9 +505,8 @@ def integrated_gradients(model: Any, inputs: Any, baselines: Any, steps: int = 5
     chunk = _chunk_size(batch_size, total)
     sample_shape = tuple(x.shape[1:])
     target_t = tf.constant(target, tf.int32)
-    plan = _engine_plan(model, engine, sample_shape)
-    if plan is not None:
-        sums, calls = _structured_sums(model, plan, x, b, alphas, weights, target_t, chunk, progress)
+    if _engine_plan(model, engine, sample_shape) is not None:
+        sums, calls = _structured_sums(model, x, b, alphas, weights, target_t, chunk, progress)
         return _finish(model, x, b, sums, target, batch_size, steps, rule, calls)
 
     fn = _compiled(model, "gradients", chunk, sample_shape)
@@ -557,15 +554,14 @@ def _engine_plan(model: Any, engine: str, sample_shape: tuple[int, ...]) -> _Con
     return plan
 
 
-def _structured_sums(model: Any, plan: _ConvLstmPlan, x: np.ndarray, b: np.ndarray, alphas: np.ndarray,
+def _structured_sums(model: Any, x: np.ndarray, b: np.ndarray, alphas: np.ndarray,
                      weights: np.ndarray, target_t: Any, chunk: int, progress: bool) -> tuple[np.ndarray, int]:
     """The structured engine over chunks of ``chunk // len(alphas)`` samples (at least one)."""
     import tensorflow as tf
 
     if np.any(np.diff(alphas) <= 0):  # pragma: no cover - every rule gives ascending nodes
         raise EmolibError("the structured engine needs ascending alphas")
-    logging.getLogger("tensorflow").addFilter(_RETRACING_FILTER)
-    fn = _structured_fn(model, plan, tuple(x.shape[1:]))
+    fn = _compiled(model, "structured", 0, tuple(x.shape[1:]))
     n = x.shape[0]
     per_chunk = max(1, chunk // len(alphas))
     alphas_t, weights_t = tf.constant(alphas, tf.float32), tf.constant(weights, tf.float32)
