@@ -54,7 +54,11 @@ class DataSettings(_Section):
         "dataset (default: <run>/data/demo_source)",
     )
     flip: bool = Field(True, description="flip augmentation (mirror horizontally) doubles the data")
-    normalize: Literal["standardize", "none"] = "standardize"
+    normalize: Literal["standardize", "global", "none"] = Field(
+        "standardize",
+        description="standardize: each feature (coordinate x landmark) to mean 0, std 1; global: "
+        "per-feature means, one standard deviation pooled over all features (keeps their relative "
+        "sizes); none: raw coordinates")
     reference: Literal["none", "first_frame"] = Field(
         "none",
         description="first_frame: subtract each landmark's position in the sequence's first (neutral) "

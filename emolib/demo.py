@@ -1,8 +1,8 @@
 """The embedded demo dataset: real face photos warped into expression sequences, in the CK+ layout.
 
-Three public-domain photos ship inside installed packages (scikit-image's astronaut and
-cameraman, matplotlib's Grace Hopper); FaceMesh finds a face in each. Every "subject" starts from
-one of them (or its mirror image), gets an identity morph (face scale and aspect, eye spacing,
+Two public-domain photos ship inside installed packages (scikit-image's astronaut, matplotlib's
+Grace Hopper); FaceMesh finds a face in each. Every "subject" starts from one of them (or its
+mirror image), gets an identity morph (face scale and aspect, eye spacing,
 brow height, mouth and nose shape, jaw width, brightness), and then, sequence by sequence, is
 warped from neutral (first frame) to peak (last frame) by an *expression program*: displacements
 of chosen landmark groups inspired by FACS action units (lip-corner puller for happiness, brow
@@ -39,9 +39,14 @@ from emolib import EMOTIONS, N_LANDMARKS, io
 from emolib.errors import DataError, EmolibError
 
 # Bump when the generator changes, so an old dataset on disk is regenerated.
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 MARKER = "demo_dataset.json"
-PHOTOS = ("astronaut", "camera", "grace_hopper")
+# Frontal faces only. scikit-image's cameraman (used up to version 1) is left out: his face is
+# turned and half hidden by the camera, and FaceMesh's mesh on it does not follow the warps (its
+# measured motion correlated -0.5 to 0.7 with the planted one, against 0.5 to 0.9 on these two;
+# with his subjects, the measured-motion ranking found 13% of sadness's planted landmarks,
+# without them 79%).
+PHOTOS = ("astronaut", "grace_hopper")
 # CK+ codes written to the label files.
 CODES = {"anger": 1, "contempt": 2, "disgust": 3, "fear": 4, "happiness": 5, "sadness": 6, "surprise": 7}
 # Expression programs below are written at a moderate strength; this scales them to what
@@ -63,16 +68,14 @@ CHIN = (152, 175, 199, 200, 18, 148, 377, 176, 400)
 # ---- photos and their landmarks ----------------------------------------------------------------
 
 def load_base_photos() -> dict[str, np.ndarray]:
-    """The three photos the demo is made from, as RGB uint8 arrays (no download: they ship with
+    """The photos the demo is made from (:data:`PHOTOS`), as RGB uint8 arrays (no download: they ship with
     scikit-image and matplotlib)."""
     import matplotlib.cbook as cbook
     import matplotlib.image as mpimg
     import skimage.data
 
-    camera = skimage.data.camera()
     return {
         "astronaut": np.ascontiguousarray(skimage.data.astronaut()[:, :, :3]),
-        "camera": np.ascontiguousarray(np.repeat(camera[:, :, None], 3, axis=2)),
         "grace_hopper": np.ascontiguousarray(mpimg.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))[:, :, :3]),
     }
 
@@ -84,7 +87,7 @@ class BaseFace:
     Attributes:
         name: photo name (``_mirrored`` appended for the mirror image).
         image: (S, S, 3) float32 RGB in 0..255.
-        colour: whether the photo has colour (the cameraman is grey).
+        colour: whether the photo has colour.
         points: (468, 2) landmark pixel positions in ``image``.
     """
 
@@ -96,7 +99,7 @@ class BaseFace:
 
 @lru_cache(maxsize=4)
 def base_faces(image_size: int) -> tuple[BaseFace, ...]:
-    """The six starting faces (three photos and their mirror images) at ``image_size`` pixels.
+    """The starting faces (the photos and their mirror images) at ``image_size`` pixels.
 
     Raises:
         EmolibError: FaceMesh finds no face in a photo (a broken installation).

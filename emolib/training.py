@@ -14,7 +14,8 @@ One binary model per emotion (that emotion against the others), per variant and 
   the expression; ``none`` (default) keeps the paper's absolute coordinates.
 * **Scaling.** ``data.normalize: standardize`` standardises each input feature (coordinate x
   landmark) with the mean and standard deviation of that seed's training part (pooled over
-  frames); the statistics are saved beside the model, and :func:`model_inputs` rebuilds the exact
+  frames); ``global`` subtracts the same means but divides every feature by one standard
+  deviation pooled over all features, so that features keep their relative sizes; the statistics are saved beside the model, and :func:`model_inputs` rebuilds the exact
   inputs from a LandmarkSet.
 * **Fitting.** Adam (``train.learning_rate``), mini-batches of ``train.batch_size`` (the paper:
   16), reshuffled every epoch; the loss is the binary cross-entropy weighted by class
@@ -337,7 +338,10 @@ def fit_scaler(X: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
 
     Args:
         X: (N, P, 2, K) training samples.
-        normalize: ``standardize`` or ``none``.
+        normalize: ``standardize`` (each feature its own mean and standard deviation), ``global``
+            (each feature its own mean, one standard deviation pooled over all features: the
+            features keep their relative sizes, so a still landmark's jitter stays small next to
+            a moving one's motion) or ``none``.
 
     Returns:
         mean, std, each (2, K) float32 (zeros and ones for ``none``; a constant feature gets
@@ -345,11 +349,14 @@ def fit_scaler(X: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if normalize == "none":
         return np.zeros(X.shape[2:], np.float32), np.ones(X.shape[2:], np.float32)
-    if normalize != "standardize":
-        raise ParamsError(f"data.normalize {normalize!r} is unknown; expected standardize or none")
+    if normalize not in ("standardize", "global"):
+        raise ParamsError(f"data.normalize {normalize!r} is unknown; expected standardize, global or none")
     X = np.asarray(X, dtype=np.float64)
     mean = X.mean(axis=(0, 1))
     std = X.std(axis=(0, 1))
+    if normalize == "global":
+        pooled = float(np.sqrt(np.mean(std ** 2)))
+        std = np.full_like(std, pooled if pooled >= 1e-8 else 1.0)
     std[std < 1e-8] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
 
@@ -1265,8 +1272,9 @@ def choices_table(params: Params) -> pd.DataFrame:
         ("seeds", "seeds", f"{list(params.seeds)}: each its own partition, initial weights, batch order",
          "10 seeds, each its own partition"),
         ("input scaling", "data.normalize",
-         f"{params.data.normalize}" + (" (per coordinate and landmark, training-part statistics)"
-                                       if params.data.normalize == "standardize" else ""),
+         f"{params.data.normalize}" + {"standardize": " (per coordinate and landmark, training-part statistics)",
+                                       "global": " (per-feature means, one pooled standard deviation; "
+                                                 "training-part statistics)"}.get(params.data.normalize, ""),
          "raw landmark coordinates"),
         ("input reference", "data.reference",
          {"none": "none (absolute coordinates)",

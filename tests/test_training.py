@@ -158,6 +158,22 @@ def test_scaler_uses_training_statistics(data):
     np.testing.assert_array_equal(training.scale_inputs(train, mean0, std0)[..., 0], train)
 
 
+def test_global_scaler_keeps_the_features_relative_sizes(data):
+    """``global``: per-feature means, one pooled standard deviation; a feature that moves ten
+    times more than another still does after scaling (``standardize`` would make them equal)."""
+    train = np.asarray(data.X[:20], np.float64).copy()
+    train[:, :, 0, 1] = train[:, :, 0, 0] * 10.0
+    mean, std = training.fit_scaler(train, "global")
+    np.testing.assert_allclose(mean, train.mean(axis=(0, 1)), rtol=1e-5, atol=1e-6)
+    assert np.all(std == std.flat[0])
+    np.testing.assert_allclose(std.flat[0], np.sqrt((train.std(axis=(0, 1)) ** 2).mean()), rtol=1e-5)
+    scaled = training.scale_inputs(train, mean, std)[..., 0]
+    np.testing.assert_allclose(scaled.std(axis=(0, 1))[0, 1] / scaled.std(axis=(0, 1))[0, 0], 10.0, rtol=1e-4)
+    np.testing.assert_allclose((scaled.std(axis=(0, 1)) ** 2).mean(), 1.0, rtol=1e-4)
+    with pytest.raises(ParamsError, match="global"):
+        training.fit_scaler(train, "pooled")
+
+
 def test_balanced_class_weights_equalise_totals():
     y = np.array([0] * 10 + [1] * 2)
     w = training.class_weights(y, "balanced")
