@@ -2,11 +2,11 @@
 
 Two public-domain photos ship inside installed packages (scikit-image's astronaut, matplotlib's
 Grace Hopper); FaceMesh finds a face in each. Every "subject" starts from one of them (or its
-mirror image), gets an identity morph (face scale and aspect, eye spacing,
-brow height, mouth and nose shape, jaw width, brightness), and then, sequence by sequence, is
-warped from neutral (first frame) to peak (last frame) by an *expression program*: displacements
-of chosen landmark groups inspired by FACS action units (lip-corner puller for happiness, brow
-raiser and jaw drop for surprise, ...), plus small head motion and sensor noise.
+mirror image), gets an identity morph (face scale and aspect, eye spacing, brow height, mouth and
+nose shape, jaw width, brightness), and then, sequence by sequence, is warped from neutral (first
+frame) to peak (last frame) by an *expression program*: displacements of chosen landmark groups
+inspired by FACS action units (lip-corner puller for happiness, brow raiser and jaw drop for
+surprise, ...), plus small head motion and sensor noise.
 
 The warp is a smooth displacement field: Gaussian radial basis functions interpolate the landmark
 displacements (anchored at zero along the image border), evaluated on a coarse grid, upsampled,
@@ -68,8 +68,8 @@ CHIN = (152, 175, 199, 200, 18, 148, 377, 176, 400)
 # ---- photos and their landmarks ----------------------------------------------------------------
 
 def load_base_photos() -> dict[str, np.ndarray]:
-    """The photos the demo is made from (:data:`PHOTOS`), as RGB uint8 arrays (no download: they ship with
-    scikit-image and matplotlib)."""
+    """The photos the demo is made from (:data:`PHOTOS`), as RGB uint8 arrays (no download: they
+    ship with scikit-image and matplotlib)."""
     import matplotlib.cbook as cbook
     import matplotlib.image as mpimg
     import skimage.data

@@ -15,8 +15,9 @@ One binary model per emotion (that emotion against the others), per variant and 
 * **Scaling.** ``data.normalize: standardize`` standardises each input feature (coordinate x
   landmark) with the mean and standard deviation of that seed's training part (pooled over
   frames); ``global`` subtracts the same means but divides every feature by one standard
-  deviation pooled over all features, so that features keep their relative sizes; the statistics are saved beside the model, and :func:`model_inputs` rebuilds the exact
-  inputs from a LandmarkSet.
+  deviation pooled over all features, so that features keep their relative sizes; the
+  statistics are saved beside the model, and :func:`model_inputs` rebuilds the exact inputs from
+  a LandmarkSet.
 * **Fitting.** Adam (``train.learning_rate``), mini-batches of ``train.batch_size`` (the paper:
   16), reshuffled every epoch; the loss is the binary cross-entropy weighted by class
   (``train.class_weight: balanced`` gives each class the same total weight, as scikit-learn's
@@ -355,8 +356,7 @@ def fit_scaler(X: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
     mean = X.mean(axis=(0, 1))
     std = X.std(axis=(0, 1))
     if normalize == "global":
-        pooled = float(np.sqrt(np.mean(std ** 2)))
-        std = np.full_like(std, pooled if pooled >= 1e-8 else 1.0)
+        std = np.full_like(std, np.sqrt(np.mean(std ** 2)))
     std[std < 1e-8] = 1.0
     return mean.astype(np.float32), std.astype(np.float32)
 
