@@ -74,10 +74,11 @@ def load_base_photos() -> dict[str, np.ndarray]:
     import matplotlib.image as mpimg
     import skimage.data
 
-    return {
-        "astronaut": np.ascontiguousarray(skimage.data.astronaut()[:, :, :3]),
-        "grace_hopper": np.ascontiguousarray(mpimg.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))[:, :, :3]),
+    loaders = {
+        "astronaut": lambda: skimage.data.astronaut(),
+        "grace_hopper": lambda: mpimg.imread(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)),
     }
+    return {name: np.ascontiguousarray(loaders[name]()[:, :, :3]) for name in PHOTOS}
 
 
 @dataclass
