@@ -27,7 +27,11 @@ a sum over the alpha at which they switch (one sparse product); the gradient flo
 way (prefix sums of the per-alpha gradients, gathered at each unit's switching alpha) and through
 the convolution once. Only the small LSTM recurrence and the dense head run once per alpha. The
 result equals the generic engine's up to float rounding (the tests check it); it saves the m
-passes over the convolution's feature maps and the m large input-projection products.
+passes over the convolution's feature maps and the m large input-projection products. On a CPU
+the binning (which units are on at which alpha, the scatter into bins, the gather back) runs in
+fused numba kernels (:mod:`emolib._ig_kernels`); as TensorFlow ops it would move one 4Q-wide row
+per unit through memory and cost about three times as much. On a GPU the TensorFlow ops are
+used (:func:`structured_backend`).
 
 Global importance
 -----------------
@@ -211,6 +215,8 @@ def _compiled(model: Any, kind: str, chunk: int, sample_shape: tuple[int, ...]) 
         fn = outputs
     elif kind == "structured":
         fn = _structured_fn(_conv_lstm_plan(model), sample_shape)
+    elif kind == "structured-host":
+        fn = _host_structured_fn(_conv_lstm_plan(model))
     else:  # pragma: no cover - internal
         raise ValueError(kind)
     per_model[key] = fn
@@ -276,13 +282,50 @@ def _conv_lstm_plan(model: Any) -> _ConvLstmPlan | None:
                          frames=int(shape[0]), landmarks=int(shape[2]))
 
 
+def _recurrence_gradient(plan: _ConvLstmPlan, z: Any, target: Any) -> Any:
+    """dF/dz for the LSTM's input projections z, (B, P, 4Q): Keras' LSTM cell from its input
+    projection on, then the head; F the probability of class ``target``."""
+    import tensorflow as tf
+
+    cell = plan.cell
+    with tf.GradientTape() as tape:
+        tape.watch(z)
+        h = tf.zeros((tf.shape(z)[0], cell.units))
+        c = tf.zeros((tf.shape(z)[0], cell.units))
+        for p in range(plan.frames):
+            gates = z[:, p] + tf.matmul(h, cell.recurrent_kernel)
+            i, f, g, o = tf.split(gates, 4, axis=1)
+            c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
+            h = cell.recurrent_activation(o) * cell.activation(c)
+        out = h
+        for layer in plan.head:
+            out = layer(out, training=False)
+        prob = tf.gather(out, target, axis=-1)
+    return tape.gradient(prob, z)
+
+
+def _host_structured_fn(plan: _ConvLstmPlan) -> Callable:
+    """The structured engine with its binning in numba kernels (:mod:`emolib._ig_kernels`);
+    only the recurrence and the head run in TensorFlow, compiled here."""
+    import tensorflow as tf
+
+    from emolib._ig_kernels import HostStructured
+
+    @tf.function(input_signature=[tf.TensorSpec((None, plan.frames, None), tf.float32),
+                                  tf.TensorSpec((), tf.int32)])
+    def recurrence_grad(z, target):
+        return _recurrence_gradient(plan, z, target)
+
+    return HostStructured(plan, recurrence_grad)
+
+
 def _structured_fn(plan: _ConvLstmPlan, sample_shape: tuple[int, ...]) -> Callable:
     """The structured engine for one model, compiled (:func:`_compiled` caches it per model):
     (x, x', alphas, weights, target) of a chunk of samples -> sum_k weight_k * dF/dx at
     x' + alpha_k (x - x'), shaped like x."""
     import tensorflow as tf
 
-    conv, norm, cell, head = plan.conv, plan.norm, plan.cell, plan.head
+    conv, norm, cell = plan.conv, plan.norm, plan.cell
     frames, landmarks = plan.frames, plan.landmarks
     spec = tf.TensorSpec((None,) + sample_shape, tf.float32)
 
@@ -348,20 +391,7 @@ def _structured_fn(plan: _ConvLstmPlan, sample_shape: tuple[int, ...]) -> Callab
              + alphas[None, :, None] * (base1[:, None] + on_at_each_alpha(binned[1])))    # (rows, n, 4Q)
         z = tf.reshape(tf.transpose(tf.reshape(z, (n_samples, frames, n, -1)), (0, 2, 1, 3)),
                        (n_samples * n, frames, -1))
-        with tf.GradientTape() as tape:
-            tape.watch(z)
-            h = tf.zeros((n_samples * n, cell.units))
-            c = tf.zeros((n_samples * n, cell.units))
-            for p in range(frames):  # Keras' LSTM cell, from its input projection on
-                gates = z[:, p] + tf.matmul(h, cell.recurrent_kernel)
-                i, f, g, o = tf.split(gates, 4, axis=1)
-                c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
-                h = cell.recurrent_activation(o) * cell.activation(c)
-            out = h
-            for layer in head:
-                out = layer(out, training=False)
-            prob = tf.gather(out, target, axis=-1)
-        grad_z = tf.reshape(tape.gradient(prob, z), (n_samples, n, frames, -1)) * weights[None, :, None, None]
+        grad_z = tf.reshape(_recurrence_gradient(plan, z, target), (n_samples, n, frames, -1)) * weights[None, :, None, None]
         grad_z = tf.reshape(tf.transpose(grad_z, (0, 2, 1, 3)), (rows, n, -1))          # (rows, n, 4Q)
         # Backward: a unit on at alphas k >= j (rising) or k < j (falling) collects the weighted
         # gradient summed over those alphas: a prefix sum read at its switching index.
@@ -554,6 +584,32 @@ def _engine_plan(model: Any, engine: str, sample_shape: tuple[int, ...]) -> _Con
     return plan
 
 
+BACKENDS: tuple[str, ...] = ("auto", "numba", "tensorflow")
+
+
+def structured_backend() -> str:
+    """Where the structured engine bins its units: ``numba`` (fused CPU kernels, the default on
+    a machine without a GPU) or ``tensorflow`` (graph ops: on a GPU, or without numba). The
+    environment variable ``EMOLIB_IG_BACKEND`` (auto / numba / tensorflow) overrides the choice;
+    both give the same attributions up to float rounding."""
+    import os
+
+    asked = os.environ.get("EMOLIB_IG_BACKEND", "auto").strip().lower() or "auto"
+    if asked not in BACKENDS:
+        raise ParamsError(f"EMOLIB_IG_BACKEND={asked!r} is unknown; expected one of {list(BACKENDS)}")
+    from emolib import _ig_kernels
+
+    if asked == "numba" and not _ig_kernels.AVAILABLE:
+        raise ParamsError("EMOLIB_IG_BACKEND=numba, but numba is not installed")
+    if asked != "auto":
+        return asked
+    if not _ig_kernels.AVAILABLE:
+        return "tensorflow"
+    import tensorflow as tf
+
+    return "tensorflow" if tf.config.list_physical_devices("GPU") else "numba"
+
+
 def _structured_sums(model: Any, x: np.ndarray, b: np.ndarray, alphas: np.ndarray,
                      weights: np.ndarray, target_t: Any, chunk: int, progress: bool) -> tuple[np.ndarray, int]:
     """The structured engine over chunks of ``chunk // len(alphas)`` samples (at least one)."""
@@ -561,10 +617,13 @@ def _structured_sums(model: Any, x: np.ndarray, b: np.ndarray, alphas: np.ndarra
 
     if np.any(np.diff(alphas) <= 0):  # pragma: no cover - every rule gives ascending nodes
         raise EmolibError("the structured engine needs ascending alphas")
-    fn = _compiled(model, "structured", 0, tuple(x.shape[1:]))
+    host = structured_backend() == "numba"
+    fn = _compiled(model, "structured-host" if host else "structured", 0, tuple(x.shape[1:]))
     n = x.shape[0]
     per_chunk = max(1, chunk // len(alphas))
     alphas_t, weights_t = tf.constant(alphas, tf.float32), tf.constant(weights, tf.float32)
+    if host:
+        alphas_t, weights_t = np.asarray(alphas, np.float32), np.asarray(weights, np.float32)
     sums = np.zeros(x.shape, dtype=np.float64)
     starts: Any = range(0, n, per_chunk)
     if progress:
@@ -574,8 +633,11 @@ def _structured_sums(model: Any, x: np.ndarray, b: np.ndarray, alphas: np.ndarra
     for start in starts:
         stop = min(n, start + per_chunk)
         x0 = b[start:stop] if b.shape[0] > 1 else np.broadcast_to(b, (stop - start,) + b.shape[1:])
-        part = fn(tf.constant(x[start:stop]), tf.constant(x0), alphas_t, weights_t, target_t)
-        sums[start:stop] = part.numpy().reshape(sums[start:stop].shape)
+        if host:
+            part = fn(x[start:stop], np.asarray(x0, np.float32), alphas_t, weights_t, target_t)
+        else:
+            part = fn(tf.constant(x[start:stop]), tf.constant(x0), alphas_t, weights_t, target_t).numpy()
+        sums[start:stop] = part.reshape(sums[start:stop].shape)
     return sums, -(-n // per_chunk)
 
 
@@ -726,8 +788,28 @@ def select_explained(candidates: np.ndarray, max_samples: int | None, seed: int,
     return np.sort(rng.choice(candidates, size=int(max_samples), replace=False))
 
 
+TYPICAL_STRATEGIES: tuple[str, ...] = ("most_confident", "medoid", "centroid")
+TYPICAL_DESCRIPTIONS: dict[str, str] = {
+    "most_confident": "the training sample of that emotion its own model is most sure of",
+    "medoid": "the training sample closest to the mean input of that emotion's training samples",
+    "centroid": "the mean input of that emotion's training samples, not a real video",
+}
+
+
+def check_typical_strategy(strategy: str) -> str:
+    """``strategy`` if it is one of :data:`TYPICAL_STRATEGIES`.
+
+    Raises:
+        ParamsError: an unknown strategy.
+    """
+    if strategy not in TYPICAL_STRATEGIES:
+        raise ParamsError(f"ig.typical {strategy!r} is unknown; expected one of {list(TYPICAL_STRATEGIES)}")
+    return strategy
+
+
 def typical_sample(inputs: np.ndarray, strategy: str, probabilities: np.ndarray | None = None) -> tuple[int, float]:
-    """Pick the typical sample among one emotion's training samples.
+    """Pick the typical sample among one emotion's training samples (the strategies that pick a
+    real video; ``centroid`` averages them instead, see :func:`choose_typical`).
 
     Args:
         inputs: (n, ...) the emotion's training samples (model inputs).
@@ -739,7 +821,15 @@ def typical_sample(inputs: np.ndarray, strategy: str, probabilities: np.ndarray 
     Returns:
         ``(position in inputs, score)``: the probability (most_confident) or the distance to the
         mean (medoid).
+
+    Raises:
+        ParamsError: ``centroid`` (not a sample: the mean of the samples) or an unknown strategy.
+        DataError: no samples.
     """
+    check_typical_strategy(strategy)
+    if strategy == "centroid":
+        raise ParamsError("ig.typical 'centroid' is the mean of the samples, not one of them: "
+                          "use choose_typical (or typical_inputs) for it")
     if len(inputs) == 0:
         raise DataError("no training samples to pick a typical one from")
     if strategy == "most_confident":
@@ -748,12 +838,187 @@ def typical_sample(inputs: np.ndarray, strategy: str, probabilities: np.ndarray 
         p = np.asarray(probabilities, dtype=np.float64)
         i = int(np.argmax(p))
         return i, float(p[i])
-    if strategy == "medoid":
+    flat = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
+    dist = np.linalg.norm(flat - flat.mean(axis=0, keepdims=True), axis=1)
+    i = int(np.argmin(dist))
+    return i, float(dist[i])
+
+
+@dataclass(frozen=True, eq=False)
+class TypicalBaseline:
+    """One emotion's "typical video", the baseline IG starts from.
+
+    It is the mean model input of ``rows`` (rows of ``data/landmarks.npz``), taken under the
+    model being explained (each model scales its inputs with its own statistics). The strategies
+    that pick a real video (``most_confident``, ``medoid``) hold one row, so the baseline is
+    that video's input; ``centroid`` holds all the emotion's candidate rows (its training
+    samples), so the baseline is their mean input: not a real video.
+
+    Attributes:
+        emotion: the emotion it stands for.
+        strategy: the ``ig.typical`` that chose it.
+        rows: (n,) int rows of the landmark file averaged (one for a real video).
+        score: the probability its own model gives it (most_confident), its distance to the mean
+            (medoid) or the mean distance of the averaged samples to their mean (centroid), in
+            the input space of the emotion's own model.
+    """
+
+    emotion: str
+    strategy: str
+    rows: np.ndarray
+    score: float = float("nan")
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the baseline is one real video (``sample`` is then its row)."""
+        return self.strategy != "centroid"
+
+    @property
+    def sample(self) -> int:
+        """The row of the real video, or -1 for a centroid."""
+        return int(self.rows[0]) if self.is_video else -1
+
+    @property
+    def key(self) -> Any:
+        """What identifies it in cache keys: the row of a real video (as before centroids
+        existed, so earlier caches stay valid), else the strategy, count and a hash of the rows."""
+        if self.is_video:
+            return self.sample
+        import hashlib
+
+        digest = hashlib.sha256(np.asarray(self.rows, dtype=np.int64).tobytes()).hexdigest()[:16]
+        return {"strategy": self.strategy, "n": len(self.rows), "rows": digest}
+
+    def describe(self, data: LandmarkSet | None = None) -> str:
+        """The ``sequence`` column of typical.csv: the video's sequence, or "centroid of N samples"."""
+        if not self.is_video:
+            return f"centroid of {len(self.rows)} samples"
+        return str(data.sequence[self.sample]) if data is not None else str(self.sample)
+
+
+def choose_typical(emotion: str, rows: np.ndarray, inputs: np.ndarray, strategy: str,
+                   probabilities: np.ndarray | None = None) -> TypicalBaseline:
+    """One emotion's typical baseline among its candidate samples.
+
+    Args:
+        emotion: the emotion.
+        rows: (n,) the candidates' rows of the landmark file (its training samples).
+        inputs: (n, ...) their inputs under the emotion's own model (for the choice and score).
+        strategy: ``most_confident``, ``medoid`` (see :func:`typical_sample`) or ``centroid``
+            (all candidates; the baseline is their mean input under whichever model is explained).
+        probabilities: as for :func:`typical_sample` (most_confident only).
+
+    Returns:
+        A :class:`TypicalBaseline`.
+
+    Raises:
+        ParamsError: an unknown strategy.
+        DataError: no candidates, or ``rows`` and ``inputs`` differ in length.
+    """
+    check_typical_strategy(strategy)
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == 0:
+        raise DataError(f"{emotion}: no training samples to pick a typical one from")
+    if len(rows) != len(inputs):
+        raise DataError(f"{emotion}: {len(rows)} rows but {len(inputs)} inputs")
+    if strategy == "centroid":
         flat = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
-        dist = np.linalg.norm(flat - flat.mean(axis=0, keepdims=True), axis=1)
-        i = int(np.argmin(dist))
-        return i, float(dist[i])
-    raise ParamsError(f"ig.typical {strategy!r} is unknown; expected most_confident or medoid")
+        spread = np.linalg.norm(flat - flat.mean(axis=0, keepdims=True), axis=1).mean()
+        return TypicalBaseline(emotion, strategy, np.sort(rows), float(spread))
+    pos, score = typical_sample(inputs, strategy, probabilities)
+    return TypicalBaseline(emotion, strategy, rows[pos:pos + 1], score)
+
+
+def typical_inputs(baselines: Sequence[TypicalBaseline], data: LandmarkSet, trained: Any,
+                   training_api: Any = None) -> np.ndarray:
+    """The model inputs of typical baselines under one model (the one being explained).
+
+    Args:
+        baselines: the baselines, in the order wanted.
+        data: the full landmark set (their rows index it).
+        trained: the explained model (a TrainedModel, or what ``training_api`` accepts).
+        training_api: provides ``model_inputs`` (default :mod:`emolib.training`).
+
+    Returns:
+        (B, ...) float32: each baseline's mean model input (a real video's own input).
+    """
+    api = training_api or _default_training_api()
+    if len(baselines) == 0:
+        raise EmolibError("no typical baselines")
+    rows = [np.asarray(b.rows, dtype=int) for b in baselines]
+    if any(len(r) == 0 for r in rows):
+        raise DataError("a typical baseline without rows")
+    inputs = np.asarray(api.model_inputs(data.subset(np.concatenate(rows)), trained))
+    out, start = [], 0
+    for r in rows:
+        part = inputs[start:start + len(r)]
+        start += len(r)
+        out.append(part[0] if len(r) == 1 else part.astype(np.float64).mean(axis=0).astype(inputs.dtype))
+    return np.stack(out)
+
+
+TYPICAL_COLUMNS = ("emotion", "sample", "sequence", "strategy", "score")
+
+
+def typical_paths(run: RunFolder, variant: str = "t-emo") -> tuple[Path, Path]:
+    """``attributions/typical.csv`` (one row per emotion) and ``attributions/typical_rows.json``
+    (the rows each baseline averages); R-EMO's carry the suffix ``_r-emo``."""
+    suffix = "" if variant == "t-emo" else f"_{variant}"
+    base = Path(run.attributions)
+    return base / f"typical{suffix}.csv", base / f"typical_rows{suffix}.json"
+
+
+def write_typical(run: RunFolder, variant: str, baselines: Sequence[TypicalBaseline],
+                  data: LandmarkSet | None = None) -> pd.DataFrame:
+    """Write typical.csv and typical_rows.json of ``variant``; returns the table."""
+    table = pd.DataFrame([{"emotion": b.emotion, "sample": b.sample, "sequence": b.describe(data),
+                           "strategy": b.strategy, "score": b.score} for b in baselines],
+                         columns=list(TYPICAL_COLUMNS))
+    csv_path, rows_path = typical_paths(run, variant)
+    io.write_json(rows_path, {b.emotion: {"strategy": b.strategy, "rows": [int(r) for r in b.rows]}
+                              for b in baselines})
+    io.write_csv(csv_path, table)
+    return table
+
+
+def load_typical(run: RunFolder, variant: str = "t-emo") -> dict[str, TypicalBaseline]:
+    """Stage 03's typical baselines of ``variant`` (emotion -> :class:`TypicalBaseline`).
+
+    Reads typical.csv; a centroid's rows come from typical_rows.json beside it (a real video's
+    row is the csv's ``sample``, so an older run without the json still loads).
+
+    Raises:
+        DataError: the csv is missing or malformed, or a centroid's rows are missing.
+    """
+    csv_path, rows_path = typical_paths(run, variant)
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: no typical videos (stage 03 writes them)")
+    table = pd.read_csv(csv_path)
+    if not {"emotion", "sample"} <= set(table.columns):
+        raise DataError(f"{csv_path}: expected columns emotion, sample")
+    stored: dict[str, Any] = {}
+    if rows_path.is_file():
+        try:
+            stored = json.loads(rows_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{rows_path}: not valid JSON ({exc})") from None
+        if not isinstance(stored, dict):
+            raise DataError(f"{rows_path}: expected {{emotion: {{strategy, rows}}}}")
+    out = {}
+    for _, row in table.iterrows():
+        e = str(row["emotion"])
+        strategy = str(row["strategy"]) if "strategy" in table.columns else "most_confident"
+        score = float(row["score"]) if "score" in table.columns else float("nan")
+        sample = -1 if pd.isna(row["sample"]) else int(row["sample"])
+        if strategy == "centroid" or sample < 0:
+            entry = stored.get(e)
+            if not isinstance(entry, dict) or not entry.get("rows"):
+                raise DataError(f"{rows_path}: no rows for the {strategy} baseline of {e}")
+            rows = np.asarray(entry["rows"], dtype=np.int64)
+        else:
+            rows = np.array([sample], dtype=np.int64)
+        out[e] = TypicalBaseline(e, strategy, rows, score)
+    return out
 
 
 def _fingerprint(params: Params, variant: str, extra: Mapping[str, Any]) -> str:
@@ -798,11 +1063,14 @@ class GlobalImportance:
 
     Attributes:
         variant: ``t-emo`` or ``r-emo``.
-        typical: one row per emotion: emotion, sample, sequence, strategy, score.
+        typical: one row per emotion: emotion, sample, sequence, strategy, score (the table of
+            ``attributions/typical.csv``; sample is -1 for a centroid).
         masks: emotion -> dict with per_baseline (5, L), baseline_emotions (5,), global (L,),
             landmark_ids (L,), n_samples, gaps (5, n), deltas (5, n), samples (n,).
         ranking: the landmark_ranking table (emotion, rank, landmark, importance, region).
         completeness: the completeness table.
+        baselines: emotion -> its :class:`TypicalBaseline` (what IG starts from; see
+            :func:`typical_inputs`).
     """
 
     variant: str
@@ -813,11 +1081,23 @@ class GlobalImportance:
     computed: list[str] = field(default_factory=list)
     trained: dict[str, Any] = field(default_factory=dict, repr=False)
     explained: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    baselines: dict[str, TypicalBaseline] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.baselines and len(self.typical):  # built from the table: real videos only
+            for _, row in self.typical.iterrows():
+                if int(row["sample"]) < 0:
+                    raise EmolibError(f"typical baseline of {row['emotion']} is a centroid: pass its rows "
+                                      f"as ``baselines`` (see load_typical)")
+                self.baselines[str(row["emotion"])] = TypicalBaseline(
+                    str(row["emotion"]), str(row.get("strategy", "most_confident")),
+                    np.array([int(row["sample"])], dtype=np.int64), float(row.get("score", float("nan"))))
 
     @property
     def typical_of(self) -> dict[str, int]:
-        """Emotion -> its typical sample (row of data/landmarks.npz)."""
-        return {str(e): int(s) for e, s in zip(self.typical["emotion"], self.typical["sample"])}
+        """Emotion -> its typical sample (row of data/landmarks.npz; -1 for a centroid, which is
+        no single video: use ``baselines``)."""
+        return {e: b.sample for e, b in self.baselines.items()}
 
     def order(self, emotion: str) -> np.ndarray:
         """Landmark ids of ``emotion``, most important first."""
@@ -852,10 +1132,15 @@ def global_landmark_importance(run: RunFolder, params: Params, data: LandmarkSet
     Reads stage 02's 468-landmark models (``selection="all"``) of seed ``params.ig_seed``.
     Writes ``attributions/<emotion>.npz`` (per_baseline, baseline_emotions, global,
     landmark_ids, n_samples, plus gaps, deltas, samples and the cache key),
-    ``attributions/typical.csv``, ``results/landmark_ranking.csv`` and
+    ``attributions/typical.csv`` and ``attributions/typical_rows.json`` (each emotion's typical
+    baseline, see :func:`write_typical`), ``results/landmark_ranking.csv`` and
     ``results/completeness.csv`` (R-EMO: ``attributions/r-emo/`` and ``*_r-emo.csv``).
-    An emotion whose npz holds the same cache key (same parameters, same typical samples) is
+    An emotion whose npz holds the same cache key (same parameters, same typical baselines) is
     not recomputed.
+
+    The typical baseline of each emotion (``ig.typical``) is chosen among its training samples
+    of seed ``ig_seed``: ``most_confident`` and ``medoid`` pick one of them, ``centroid`` takes
+    the mean of their model inputs (under the explaining model: see :func:`typical_inputs`).
 
     Args:
         run: the RunFolder.
@@ -874,7 +1159,7 @@ def global_landmark_importance(run: RunFolder, params: Params, data: LandmarkSet
         A :class:`GlobalImportance`.
 
     Raises:
-        ParamsError: an unknown variant or emotion.
+        ParamsError: an unknown variant, emotion or ``ig.typical``.
         DataError: the landmark file, the splits or a model is missing, or an emotion has no
             training sample.
     """
@@ -883,6 +1168,7 @@ def global_landmark_importance(run: RunFolder, params: Params, data: LandmarkSet
 
     if variant not in VARIANTS:
         raise ParamsError(f"variant {variant!r} is unknown; expected one of {list(VARIANTS)}")
+    check_typical_strategy(params.ig.typical)
     all_emotions = list(params.emotions)
     emotions = list(emotions) if emotions is not None else all_emotions
     unknown = [e for e in emotions if e not in all_emotions]
@@ -913,22 +1199,18 @@ def global_landmark_importance(run: RunFolder, params: Params, data: LandmarkSet
                for e in all_emotions}
 
     bs = params.ig.batch_size
-    # Typical sample of each emotion (among its own training samples).
-    typical_rows = []
+    # Typical baseline of each emotion, among its own training samples (chosen and scored in its
+    # own model's input space; each explaining model then sees it through its own scaling).
+    baselines: dict[str, TypicalBaseline] = {}
     for e in all_emotions:
         idx = per_emotion_train[e]
         inputs = api.model_inputs(data.subset(idx), trained[e])
         probs = None
         if params.ig.typical == "most_confident":
             probs = model_outputs(trained[e].model, inputs, bs)[:, 1]
-        pos, score = typical_sample(inputs, params.ig.typical, probs)
-        sample = int(idx[pos])
-        typical_rows.append({"emotion": e, "sample": sample, "sequence": str(data.sequence[sample]),
-                             "strategy": params.ig.typical, "score": score})
-    typical = pd.DataFrame(typical_rows)
-    typical_of = dict(zip(typical["emotion"], typical["sample"].astype(int)))
-    suffix = "" if variant == "t-emo" else f"_{variant}"
-    io.write_csv(Path(run.attributions) / f"typical{suffix}.csv", typical)
+        baselines[e] = choose_typical(e, idx, inputs, params.ig.typical, probs)
+    typical = write_typical(run, variant, list(baselines.values()), data)
+    typical_keys = {e: b.key for e, b in baselines.items()}
 
     masks: dict[str, dict[str, np.ndarray]] = {}
     computed = []
@@ -941,13 +1223,13 @@ def global_landmark_importance(run: RunFolder, params: Params, data: LandmarkSet
         others = [b for b in all_emotions if b != e]
         candidates = train_idx if params.ig.inputs == "all" else per_emotion_train[e]
         chosen = select_explained(candidates, params.ig.max_samples, seed, e)
-        key = _fingerprint(params, variant, {"emotion": e, "typical": typical_of,
+        key = _fingerprint(params, variant, {"emotion": e, "typical": typical_keys,
                                              "samples": chosen.tolist(),
                                              "model": (getattr(trained[e], "record", None) or {}).get("key")})
         path = attribution_path(run, e, variant)
         cached = _load_cached(path, key)
         if cached is None:
-            cached = _explain_emotion(trained[e], api, data, chosen, [typical_of[b] for b in others],
+            cached = _explain_emotion(trained[e], api, data, chosen, [baselines[b] for b in others],
                                       params, progress)
             cached.update(baseline_emotions=np.array(others), cache_key=np.array(key))
             io.write_npz(path, **cached)
@@ -977,7 +1259,7 @@ def global_landmark_importance(run: RunFolder, params: Params, data: LandmarkSet
     _upsert_emotion_rows(Path(run.results) / _results_name("completeness.csv", variant), completeness,
                          emotions, all_emotions, [])
     return GlobalImportance(variant, typical, masks, ranking, completeness, computed, trained,
-                            {e: masks[e]["samples"].astype(int) for e in emotions})
+                            {e: masks[e]["samples"].astype(int) for e in emotions}, baselines)
 
 
 def _upsert_emotion_rows(path: Path, new: pd.DataFrame, emotions: Sequence[str], all_emotions: Sequence[str],
@@ -1000,11 +1282,11 @@ def _upsert_emotion_rows(path: Path, new: pd.DataFrame, emotions: Sequence[str],
 
 
 def _explain_emotion(trained: Any, api: Any, data: LandmarkSet, samples: np.ndarray,
-                     baseline_samples: Sequence[int], params: Params, progress: bool) -> dict[str, np.ndarray]:
-    """IG of ``samples`` under one emotion's model against each baseline sample, in one batched
+                     baselines: Sequence[TypicalBaseline], params: Params, progress: bool) -> dict[str, np.ndarray]:
+    """IG of ``samples`` under one emotion's model against each typical baseline, in one batched
     call (inputs repeated once per baseline, each paired with its baseline)."""
     x = api.model_inputs(data.subset(samples), trained)
-    bases = api.model_inputs(data.subset(np.asarray(baseline_samples, dtype=int)), trained)
+    bases = typical_inputs(baselines, data, trained, api)
     n, n_base = len(x), len(bases)
     inputs = np.concatenate([x] * n_base)
     baselines = np.repeat(bases, n, axis=0)
@@ -1029,10 +1311,11 @@ def _explain_emotion(trained: Any, api: Any, data: LandmarkSet, samples: np.ndar
 def path_curves(result: GlobalImportance, data: LandmarkSet, steps: int = 50, training_api: Any = None
                 ) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Figure 2 for every emotion e: e's model along the path from the typical video of each
-    other emotion (alpha = 0) to e's own typical video (alpha = 1).
+    other emotion (alpha = 0) to e's own typical video (alpha = 1). With ``ig.typical:
+    centroid`` both ends are centroids (mean inputs under e's model), not real videos.
 
     Args:
-        result: stage 03's results (models and typical videos).
+        result: stage 03's results (models and typical baselines).
         data: the landmark set.
         steps: points per curve minus one.
         training_api: as for :func:`global_landmark_importance`.
@@ -1041,13 +1324,12 @@ def path_curves(result: GlobalImportance, data: LandmarkSet, steps: int = 50, tr
         emotion -> baseline emotion -> ``(alphas, probabilities)``.
     """
     api = training_api or _default_training_api()
-    typical_of = result.typical_of
+    typical = result.baselines
     curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for e in result.masks:
         trained = result.trained[e]
         others = [str(b) for b in result.masks[e]["baseline_emotions"]]
-        rows = np.array([typical_of[e]] + [typical_of[b] for b in others])
-        scaled = api.model_inputs(data.subset(rows), trained)
+        scaled = typical_inputs([typical[e]] + [typical[b] for b in others], data, trained, api)
         curves[e] = {b: alpha_curve(trained.model, scaled[0], scaled[j + 1], steps=steps)
                      for j, b in enumerate(others)}
     return curves
@@ -1059,7 +1341,7 @@ def completeness_study(result: GlobalImportance, data: LandmarkSet, params: Para
     """Completeness gaps at several m for a few explained samples of each emotion (all baselines).
 
     Args:
-        result: stage 03's results (models, explained samples, typical videos).
+        result: stage 03's results (models, explained samples, typical baselines).
         data: the landmark set.
         params: the run's parameters (ig.steps, ig.rule, ig.batch_size).
         samples_per_emotion: how many of each emotion's explained samples (the first ones).
@@ -1075,7 +1357,7 @@ def completeness_study(result: GlobalImportance, data: LandmarkSet, params: Para
     """
     api = training_api or _default_training_api()
     steps_list = sorted({max(1, int(round(f * params.ig.steps))) for f in factors})
-    typical_of = result.typical_of
+    typical = result.baselines
     tables = []
     emotions: Any = list(result.masks)
     if progress:
@@ -1090,7 +1372,7 @@ def completeness_study(result: GlobalImportance, data: LandmarkSet, params: Para
         if run is not None:
             key = _fingerprint(params, result.variant, {
                 "what": "completeness_study", "emotion": e, "samples": [int(v) for v in chosen],
-                "baselines": [typical_of[b] for b in others], "steps": steps_list,
+                "baselines": [typical[b].key for b in others], "steps": steps_list,
                 "model": (getattr(trained, "record", None) or {}).get("key")})
             cache = Path(run.cache) / "ig" / f"completeness_{result.variant}_{e}_{key}.csv"
             if cache.is_file():
@@ -1100,7 +1382,7 @@ def completeness_study(result: GlobalImportance, data: LandmarkSet, params: Para
                 except (pd.errors.ParserError, pd.errors.EmptyDataError):
                     pass  # unreadable: recompute and rewrite it
         x = api.model_inputs(data.subset(chosen), trained)
-        bases = api.model_inputs(data.subset(np.array([typical_of[b] for b in others])), trained)
+        bases = typical_inputs([typical[b] for b in others], data, trained, api)
         inputs = np.concatenate([x] * len(bases))
         baselines = np.repeat(bases, len(x), axis=0)
         table = completeness_by_steps(trained.model, inputs, baselines, steps_list, target=1,
@@ -1162,7 +1444,8 @@ def choices_table(params: Params, variant: str = "t-emo") -> pd.DataFrame:
         ("which samples IG explains", "ig.inputs", ig.inputs, "training samples (of emotion e)"),
         ("cap on explained samples", "ig.max_samples", "none" if ig.max_samples is None else ig.max_samples,
          "none (the whole training set)"),
-        ("what a typical video is", "ig.typical", ig.typical, "left open"),
+        ("what a typical video is", "ig.typical", f"{ig.typical} ({TYPICAL_DESCRIPTIONS.get(ig.typical, '?')})",
+         "left open"),
         ("steps m of equation (2)", "ig.steps", ig.steps, "left open"),
         ("quadrature", "ig.rule", ig.rule, "right Riemann sum, alphas k/m, k = 1..m"),
         ("F, the explained output", "(fixed)", "probability of class 1 (the emotion)", "the binary classifier"),
@@ -1232,6 +1515,18 @@ def check_global_importance(run: RunFolder, params: Params, variant: str = "t-em
     typical = pd.read_csv(Path(run.attributions) / f"typical{suffix}.csv")
     if sorted(typical["emotion"]) != sorted(params.emotions):
         raise EmolibError(f"typical{suffix}.csv: expected one typical video per emotion")
+    if list(typical.columns) != list(TYPICAL_COLUMNS):
+        raise EmolibError(f"typical{suffix}.csv: columns {list(typical.columns)}; expected {list(TYPICAL_COLUMNS)}")
+    if set(typical["strategy"]) != {params.ig.typical}:
+        raise EmolibError(f"typical{suffix}.csv: strategy {sorted(set(typical['strategy']))} is not this run's "
+                          f"ig.typical {params.ig.typical!r}")
+    try:
+        baselines = load_typical(run, variant)
+    except DataError as exc:
+        raise EmolibError(str(exc)) from None
+    for e, b in baselines.items():
+        if len(b.rows) == 0 or int(np.min(b.rows)) < 0:
+            raise EmolibError(f"typical{suffix}.csv: the baseline of {e} has no valid rows")
 
 
 def variant_available(run: RunFolder, params: Params, variant: str, training_api: Any = None) -> bool:

@@ -247,10 +247,18 @@ def emolib_model(variant: str = "t-emo", n_landmarks: int = 9, kernel=(2, 3), se
     return model
 
 
+@pytest.fixture(params=["numba", "tensorflow"])
+def backend(request, monkeypatch):
+    """The structured engine's binning: numba kernels (the CPU default) or TF ops (GPUs)."""
+    monkeypatch.setenv("EMOLIB_IG_BACKEND", request.param)
+    assert A.structured_backend() == request.param
+    return request.param
+
+
 @pytest.mark.parametrize("variant,n_landmarks,kernel", [("t-emo", 9, (2, 3)), ("r-emo", 9, (2, 5)),
                                                          ("t-emo", 1, (2, 3))])
 @pytest.mark.parametrize("rule", A.RULES)
-def test_structured_engine_equals_generic(rng, variant, n_landmarks, kernel, rule):
+def test_structured_engine_equals_generic(rng, variant, n_landmarks, kernel, rule, backend):
     """Same attributions, gaps and outputs as pushing every interpolated sample through the model,
     with units switching on and off along the path, units that never move (x = x' on a frame),
     and both one baseline for all and one per input."""
@@ -287,7 +295,7 @@ def _data_k(rng, n, k):
     return rng.normal(size=(n, P, 2, k, 1)).astype(np.float32)
 
 
-def test_structured_engine_chunks_and_completeness(rng):
+def test_structured_engine_chunks_and_completeness(rng, backend):
     model = emolib_model()
     x, base = _data_k(rng, 7, 9), _data_k(rng, 1, 9)
     whole = A.integrated_gradients(model, x, base, steps=10, batch_size=None, engine="structured")
@@ -301,6 +309,36 @@ def test_structured_engine_chunks_and_completeness(rng):
             for m in (4, 64, 1024)]
     assert gaps[2] < gaps[1] < gaps[0]
     assert gaps[2] < 0.02 * np.abs(A.integrated_gradients(model, x, base, steps=4).deltas).mean() + 1e-6
+
+
+@pytest.mark.parametrize("rule,steps", [("riemann_right", 50), ("trapezoid", 7), ("gauss_legendre", 33),
+                                        ("riemann_right", 1)])
+def test_numba_on_ranges_follow_the_sign_test(rng, rule, steps):
+    """The kernels' on-range of each unit is where c0 + alpha c1 > 0, for every rule's alphas,
+    units that never switch, switch inside the path, or have no slope at all."""
+    from emolib import _ig_kernels as K
+
+    alphas = A.quadrature(rule, steps)[0].astype(np.float32)
+    c0 = rng.normal(size=(6, 4000)).astype(np.float32)
+    c1 = (rng.normal(size=(6, 4000)) * rng.choice([0.0, 0.3, 3.0], size=(6, 4000))).astype(np.float32)
+    code = K._codes(c0, c1, alphas, *K._lookup(alphas))
+    n = len(alphas)
+    k = np.arange(n)
+    direction, j = np.divmod(np.where(code < 0, 0, code), n + 1)
+    on = np.where(direction[..., None] == 0, k >= j[..., None], k < j[..., None]) & (code[..., None] >= 0)
+    value = c0[..., None].astype(np.float64) + alphas.astype(np.float64) * c1[..., None]
+    clear = np.abs(value) > 1e-5          # exact ties may round either way, as in any float engine
+    np.testing.assert_array_equal(on[clear], (value > 0)[clear])
+    assert 0.1 < np.mean(on) < 0.9 and np.mean(code < 0) > 0.05
+
+
+def test_structured_backend_choice(monkeypatch):
+    monkeypatch.delenv("EMOLIB_IG_BACKEND", raising=False)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    assert A.structured_backend() == ("tensorflow" if gpu else "numba")   # numba is a dependency
+    monkeypatch.setenv("EMOLIB_IG_BACKEND", "cuda")
+    with pytest.raises(ParamsError, match="EMOLIB_IG_BACKEND='cuda' is unknown"):
+        A.structured_backend()
 
 
 def test_engine_choice(rng):
@@ -384,6 +422,53 @@ def test_rank_select_and_typical():
     assert pos == 3 and math.isclose(dist, math.hypot(1.85, 2.0))
     with pytest.raises(ParamsError, match="centroid"):
         A.typical_sample(inputs, "centroid")
+    with pytest.raises(ParamsError, match=r"ig.typical 'mean' is unknown.*centroid"):
+        A.typical_sample(inputs, "mean")
+    with pytest.raises(ParamsError, match="ig.typical 'mean' is unknown"):
+        A.choose_typical("anger", np.arange(4), inputs, "mean")
+
+
+def test_centroid_baseline_is_the_mean_input_under_the_explaining_model():
+    """A centroid averages the candidates' inputs under whichever model is explained (each
+    model scales with its own statistics); a real video's baseline is its own input."""
+    from types import SimpleNamespace
+
+    from emolib.landmarks import LandmarkSet
+
+    r = np.random.default_rng(5)
+    n = 7
+    data = LandmarkSet(r.normal(size=(n, 3, 2, 4)).astype(np.float32), np.array(["anger"] * 4 + ["fear"] * 3),
+                       np.array(["s"] * n), np.arange(n).astype(str), np.zeros(n, bool), np.arange(4))
+
+    class Api:  # per-model scaling, as training.model_inputs does
+        @staticmethod
+        def model_inputs(d, trained):
+            return ((d.X - trained.mean) / trained.std)[..., None].astype(np.float32)
+
+    m1 = SimpleNamespace(mean=0.5, std=2.0)
+    m2 = SimpleNamespace(mean=-1.0, std=0.25)
+    rows = np.array([6, 4, 5])
+    own = Api.model_inputs(data.subset(rows), m2)
+    centroid = A.choose_typical("fear", rows, own, "centroid")
+    assert not centroid.is_video and centroid.sample == -1
+    np.testing.assert_array_equal(centroid.rows, [4, 5, 6])
+    flat = own.reshape(3, -1).astype(np.float64)
+    assert math.isclose(centroid.score, np.linalg.norm(flat - flat.mean(axis=0), axis=1).mean(), rel_tol=1e-6)
+    assert centroid.describe(data) == "centroid of 3 samples"
+    video = A.choose_typical("anger", np.arange(4), Api.model_inputs(data.subset(np.arange(4)), m1),
+                             "most_confident", np.array([0.1, 0.2, 0.9, 0.3]))
+    assert video.is_video and video.sample == 2 and video.score == 0.9 and video.describe(data) == "2"
+    for trained in (m1, m2):
+        bases = A.typical_inputs([centroid, video], data, trained, Api)
+        assert bases.shape == (2, 3, 2, 4, 1) and bases.dtype == np.float32
+        np.testing.assert_allclose(bases[0], Api.model_inputs(data.subset(rows), trained).mean(axis=0), rtol=1e-6)
+        np.testing.assert_array_equal(bases[1], Api.model_inputs(data.subset(np.array([2])), trained)[0])
+    assert not np.allclose(A.typical_inputs([centroid], data, m1, Api), A.typical_inputs([centroid], data, m2, Api))
+    # the cache key: a real video's row (as before), a centroid's strategy, count and rows
+    assert video.key == 2
+    assert centroid.key["strategy"] == "centroid" and centroid.key["n"] == 3
+    other = A.TypicalBaseline("fear", "centroid", np.array([4, 5]))
+    assert other.key != centroid.key
 
 
 def test_displacement_ranking_finds_what_moves_and_scores_beside_ig():
@@ -586,12 +671,82 @@ def test_stage_medoid_typical(trained_run):
                                  trained=result.trained)  # restore the other tests' cache
 
 
+def test_stage_centroid_typical(trained_run, tmp_path):
+    """ig.typical: centroid end to end (on a copy of the run): each baseline is the mean input of
+    the other emotion's training samples under the explaining model; typical.csv keeps one row
+    per emotion (sample -1) and typical_rows.json the rows; the cache keys change; Figure 2, the
+    completeness study and the checks work."""
+    import json
+    import shutil
+
+    from emolib import training
+    from emolib.run_folder import RunFolder
+
+    run0, params, data, result = trained_run
+    run = RunFolder(tmp_path / "run")
+    shutil.copytree(run0.root, run.root)
+    centroid = params.model_copy(deep=True)
+    centroid.ig.typical = "centroid"
+    centroid.ig.max_samples = 2
+    out = A.global_landmark_importance(run, centroid, data, progress=False, trained=result.trained)
+    assert out.computed == list(params.emotions)  # the strategy is in the cache key
+    train = training.split_indices(training.load_splits(run), params.ig_seed)["train"]
+    own = {e: np.sort(train[data.emotion[train] == e]) for e in params.emotions}
+    typical = pd.read_csv(run.attributions / "typical.csv")
+    assert list(typical.columns) == ["emotion", "sample", "sequence", "strategy", "score"]
+    assert typical["emotion"].tolist() == list(params.emotions)
+    assert (typical["sample"] == -1).all() and (typical["strategy"] == "centroid").all()
+    assert typical["sequence"].tolist() == [f"centroid of {len(own[e])} samples" for e in params.emotions]
+    assert (typical["score"] > 0).all()
+    stored = json.loads((run.attributions / "typical_rows.json").read_text())
+    loaded = A.load_typical(run)
+    for e in params.emotions:
+        assert stored[e]["rows"] == own[e].tolist()
+        np.testing.assert_array_equal(loaded[e].rows, own[e])
+        np.testing.assert_array_equal(out.baselines[e].rows, own[e])
+    assert out.typical_of == {e: -1 for e in params.emotions}
+    # per-baseline masks by hand, the baseline the mean of b's training inputs under e's model
+    e = "happiness"
+    trained = result.trained[e]
+    m = A.load_masks(run, e)
+    assert int(m["n_samples"]) == 2
+    x = training.model_inputs(data.subset(m["samples"]), trained)
+    for j, b in enumerate(m["baseline_emotions"]):
+        base = training.model_inputs(data.subset(own[str(b)]), trained).astype(np.float64).mean(axis=0)
+        ig_one = A.integrated_gradients(trained.model, x, base.astype(np.float32), steps=params.ig.steps).attributions
+        by_hand = np.abs(ig_one[..., 0]).sum(axis=(1, 2)).mean(axis=0)
+        np.testing.assert_allclose(m["per_baseline"][j], by_hand, rtol=1e-5, atol=1e-9)
+    assert str(m["cache_key"]) != str(A.load_masks(run0, e)["cache_key"])
+    A.check_global_importance(run, centroid)
+    with pytest.raises(EmolibError, match="strategy"):
+        A.check_global_importance(run, params)  # the run's typical.csv is not most_confident's
+    again = A.global_landmark_importance(run, centroid, data, progress=False, trained=result.trained)
+    assert again.computed == []
+    # Figure 2 runs from the other emotions' centroids to the emotion's own centroid
+    curves = A.path_curves(out, data, steps=4)
+    alphas, probs = curves[e]["anger"]
+    own_base = training.model_inputs(data.subset(own[e]), trained).astype(np.float64).mean(axis=0)
+    expected = A.model_outputs(trained.model, own_base[None].astype(np.float32))[0, 1]
+    assert math.isclose(probs[-1], expected, rel_tol=1e-4) and len(curves) == 6
+    study = A.completeness_study(out, data, centroid, samples_per_emotion=1, factors=(0.5, 1.0), progress=False,
+                                 run=run)
+    assert sorted(set(study["steps"])) == [4, 8] and (study["pairs"] == 5).all()
+    assert np.isfinite(study[["mean_abs_gap", "mean_abs_delta"]].to_numpy()).all()
+    # a centroid needs its rows: a GlobalImportance built from the table alone refuses
+    with pytest.raises(EmolibError, match="centroid"):
+        A.GlobalImportance("t-emo", out.typical, out.masks, out.ranking, out.completeness)
+
+
 def test_stage_refuses_missing_models_and_bad_arguments(trained_run, tmp_path):
     import shutil
 
     from emolib.run_folder import RunFolder
 
     run, params, data, _ = trained_run
+    bogus = params.model_copy(deep=True)
+    bogus.ig.__dict__["typical"] = "mean"  # past validation (the config refuses it)
+    with pytest.raises(ParamsError, match="ig.typical 'mean' is unknown"):
+        A.global_landmark_importance(run, bogus, data, progress=False)
     with pytest.raises(ParamsError, match="variant"):
         A.global_landmark_importance(run, params, data, variant="x-emo", progress=False)
     with pytest.raises(ParamsError, match="contempt"):
