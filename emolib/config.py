@@ -127,7 +127,11 @@ class IgSettings(_Section):
     steps: int = Field(50, ge=1, description="m, interpolation steps of equation (2)")
     rule: Literal["riemann_right", "trapezoid", "gauss_legendre"] = "riemann_right"
     inputs: Literal["positives", "all"] = "positives"
-    typical: Literal["most_confident", "medoid"] = "most_confident"
+    typical: Literal["most_confident", "medoid", "centroid"] = Field(
+        "most_confident",
+        description="each emotion's typical video, IG's baseline: most_confident (the training sample its own "
+                    "model is most sure of), medoid (the training sample closest to their mean input) or "
+                    "centroid (the mean input of its training samples: not a real video)")
     max_samples: Optional[int] = Field(None, ge=1, description="cap on explained samples per emotion")
     batch_size: int = Field(512, ge=1, description="interpolated samples per gradient chunk")
     engine: Literal["auto", "generic", "structured"] = Field(

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 
 from emolib import io
 from emolib.config import STAGE_SECTIONS, Params
@@ -30,18 +29,20 @@ from emolib.run_folder import RunFolder
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-def _typical_samples(run: RunFolder, variant: str = "t-emo") -> dict[str, int]:
-    """Stage 03's typical video of each emotion (row of data/landmarks.npz)."""
-    suffix = "" if variant == "t-emo" else f"_{variant}"
-    path = run.attributions / f"typical{suffix}.csv"
-    if not path.is_file():
-        path = run.attributions / "typical.csv"  # R-EMO explained against T-EMO's typical videos
+def _typical_baselines(run: RunFolder, variant: str = "t-emo") -> dict[str, Any]:
+    """Stage 03's typical baseline of each emotion (:class:`emolib.attribution.TypicalBaseline`:
+    one real video, or the centroid of the emotion's training samples)."""
+    from emolib.attribution import load_typical, typical_paths
+
+    if variant != "t-emo" and not typical_paths(run, variant)[0].is_file():
+        variant = "t-emo"  # R-EMO explained against T-EMO's typical videos
+    path = typical_paths(run, variant)[0]
     if not path.is_file():
         raise EmolibError(f"{path}: no typical videos (stage 03 writes them); cannot explain a sample")
-    table = pd.read_csv(path)
-    if not {"emotion", "sample"} <= set(table.columns):
-        raise EmolibError(f"{path}: expected columns emotion, sample")
-    return {str(e): int(s) for e, s in zip(table["emotion"], table["sample"])}
+    try:
+        return load_typical(run, variant)
+    except DataError as exc:
+        raise EmolibError(f"{exc}; cannot explain a sample") from None
 
 
 def explanation_cache_path(run: RunFolder, params: Params, *, sample: int, variant: str, n_landmarks: int,
@@ -56,7 +57,8 @@ def explanation_cache_path(run: RunFolder, params: Params, *, sample: int, varia
         n_landmarks: K of the model explained.
         selection: its selection rule (``all`` for the full set).
         seed: its training seed.
-        baselines: emotion -> typical sample used as a baseline.
+        baselines: emotion -> what identifies its typical baseline (the row of a real video, or
+            a centroid's :attr:`~emolib.attribution.TypicalBaseline.key`).
 
     Returns:
         ``cache/explore/<key>.npz``.
@@ -75,8 +77,10 @@ def explain_sample(run: RunFolder, params: Params, data: LandmarkSet, sample: in
                    seed: Optional[int] = None, training_api: Any = None) -> dict[str, np.ndarray]:
     """IG of one video under its own emotion's model, per frame and landmark (cached on disk).
 
-    The baselines are stage 03's typical videos of the other emotions; the per-frame |IG|
-    (summed over x and y) is averaged over them, as the global procedure averages its masks.
+    The baselines are stage 03's typical videos of the other emotions (with ``ig.typical:
+    centroid``, each the mean input of that emotion's training samples under the explained
+    model); the per-frame |IG| (summed over x and y) is averaged over them, as the global
+    procedure averages its masks.
 
     Args:
         run: the run folder.
@@ -98,7 +102,7 @@ def explain_sample(run: RunFolder, params: Params, data: LandmarkSet, sample: in
         DataError: ``sample`` is not a row of ``data``.
         EmolibError: the model or stage 03's typical videos are missing.
     """
-    from emolib.attribution import integrated_gradients
+    from emolib.attribution import integrated_gradients, typical_inputs
 
     if not 0 <= int(sample) < len(data):
         raise DataError(f"sample {sample} is not a row of the landmark set (it has {len(data)})")
@@ -107,11 +111,12 @@ def explain_sample(run: RunFolder, params: Params, data: LandmarkSet, sample: in
     k = int(n_landmarks or data.n_landmarks)
     selection = selection or ("all" if k == data.n_landmarks else "ig")
     seed = params.ig_seed if seed is None else int(seed)
-    typical = {e: s for e, s in _typical_samples(run, variant).items() if e != emotion and e in params.emotions}
+    typical = {e: b for e, b in _typical_baselines(run, variant).items() if e != emotion and e in params.emotions}
     if not typical:
         raise EmolibError(f"no typical video of another emotion than {emotion!r} to use as a baseline")
     path = explanation_cache_path(run, params, sample=sample, variant=variant, n_landmarks=k,
-                                  selection=selection, seed=seed, baselines=typical)
+                                  selection=selection, seed=seed,
+                                  baselines={e: b.key for e, b in typical.items()})
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -122,7 +127,7 @@ def explain_sample(run: RunFolder, params: Params, data: LandmarkSet, sample: in
         from emolib import training as training_api
     trained = training_api.load_trained(run, variant, emotion, k, selection, seed)
     x = training_api.model_inputs(data.subset(np.array([sample])), trained)
-    bases = training_api.model_inputs(data.subset(np.array(list(typical.values()))), trained)
+    bases = typical_inputs(list(typical.values()), data, trained, training_api)
     inputs = np.repeat(np.asarray(x), len(bases), axis=0)
     result = integrated_gradients(trained.model, inputs, bases, steps=params.ig.steps, target=1,
                                   batch_size=params.ig.batch_size, rule=params.ig.rule, engine=params.ig.engine)

@@ -678,7 +678,9 @@ def choices_table(params: Params) -> pd.DataFrame:
          "the training samples of emotion e" if p.ig.inputs == "positives" else "every training sample",
          "the training samples"),
         ("what a typical video is", "ig.typical",
-         "the one its own model is most sure of" if p.ig.typical == "most_confident" else "the medoid",
+         {"most_confident": "the one its own model is most sure of", "medoid": "the medoid",
+          "centroid": "the centroid (mean input of its training samples, not a real video)"}.get(
+             p.ig.typical, p.ig.typical),
          "not defined"),
         ("IG quadrature, steps", "ig.rule, ig.steps", f"{p.ig.rule}, m = {p.ig.steps}", "right Riemann sum, m not stated"),
         ("flip augmentation", "data.flip", "mirror horizontally" if p.data.flip else "off", "'vertically'"),

@@ -56,6 +56,7 @@ def test_unknown_top_level_key(tmp_path):
     ("seeds: []\n", "seeds"),
     ("grid:\n  filters: [0, 4]\n", "grid.filters"),
     ("model:\n  kernel_size: [3, 3]\n", "model.kernel_size"),
+    ("ig:\n  typical: mean\n", "ig.typical"),
 ])
 def test_wrong_type_or_impossible_value(tmp_path, text, key):
     with pytest.raises(ParamsError) as exc:

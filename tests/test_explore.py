@@ -179,6 +179,40 @@ def test_explain_sample_runs_ig_against_the_other_emotions_typical_videos_and_ca
     assert len(api.loaded) == 2 and len(list((run.cache / "explore").glob("*.npz"))) == 2
 
 
+def test_explain_sample_with_centroid_baselines(tmp_path, tf_few_threads):
+    """With ig.typical: centroid, each baseline is the mean input (under the explained model) of
+    the rows stage 03 averaged, read from typical_rows.json; typical.csv has sample -1."""
+    from emolib import attribution as A
+    from emolib.landmarks import load_landmarks
+    from tests.test_results import make_params, write_fake_study
+
+    run, params = write_fake_study(tmp_path / "run", make_params(**{"ig.typical": "centroid"}))
+    data = load_landmarks(run.landmarks)
+    rows = {e: np.where(data.emotion == e)[0] for e in params.emotions}
+    assert all(len(r) >= 2 for r in rows.values())
+    table = A.write_typical(run, "t-emo", [A.choose_typical(e, r, data.X[r], "centroid") for e, r in rows.items()],
+                            data)
+    assert (table["sample"] == -1).all() and (table["strategy"] == "centroid").all()
+    assert table["sequence"].tolist() == [f"centroid of {len(r)} samples" for r in rows.values()]
+    api = TinyTraining()
+    sample = 8  # S001, fear
+    out = X.explain_sample(run, params, data, sample, n_landmarks=16, training_api=api)
+    assert api.loaded == [("t-emo", "fear", 16, "ig", params.ig_seed)]
+    # by hand: IG of the sample against each other emotion's mean input under the same model
+    trained = api.load_trained(run, "t-emo", "fear", 16, "ig", params.ig_seed)
+    others = [e for e in params.emotions if e != "fear"]
+    bases = np.stack([api.model_inputs(data.subset(rows[e]), trained).mean(axis=0) for e in others])
+    x = np.repeat(api.model_inputs(data.subset(np.array([sample])), trained), len(others), axis=0)
+    ig = A.integrated_gradients(trained.model, x, bases, steps=params.ig.steps, target=1).attributions
+    np.testing.assert_allclose(out["attribution"], np.abs(ig[..., 0]).sum(axis=2).mean(axis=0), rtol=1e-5, atol=1e-9)
+    assert out["baseline_emotions"].tolist() == others
+    # the centroid's rows are needed: without typical_rows.json, a clear error (no stale cache hit:
+    # a different ig.typical keys another cache file)
+    A.typical_paths(run)[1].unlink()
+    with pytest.raises(EmolibError, match="typical_rows.json: no rows for the centroid baseline"):
+        X.explain_sample(run, params, data, 9, n_landmarks=16, training_api=api)
+
+
 def test_explain_sample_errors_are_clear(fake_run, tmp_path):
     from emolib.landmarks import load_landmarks
     from emolib.run_folder import RunFolder
