@@ -94,7 +94,10 @@ def test_expression_programs_move_what_they_say():
     assert peaks["sadness"][[61, 291], down].min() > 0.05  # lip corners down
     assert peaks["surprise"][152, down] > 0.1 and peaks["surprise"][105, down] < -0.05  # jaw, brow
     assert peaks["anger"][105, down] > 0.05  # brows down
-    assert peaks["disgust"][48, down] < -0.05  # nose wing up
+    assert peaks["disgust"][[48, 1], down].max() < -0.05  # nose wing and tip up
+    assert peaks["disgust"][[0, 17, 152], down].max() < -0.05  # upper lip up, lower lip and chin follow
+    assert peaks["disgust"][0, down] < peaks["disgust"][17, down]  # ... the upper lip the most
+    assert peaks["disgust"][55, down] > 0.05  # inner brows down
     assert abs(peaks["contempt"][61]).max() < 1e-9 < abs(peaks["contempt"][291]).max()  # one-sided
     np.testing.assert_allclose(layout[mirror_permutation(), 0], -layout[:, 0], atol=1e-9)
 
