@@ -114,7 +114,6 @@ if AVAILABLE:
                     j = c - d * (n + 1)
                     a = c0[r0 + i, u]
                     s = c1[r0 + i, u]
-                    # (scalar indexing throughout: a row view would cost a reference count)
                     for g in range(g_width):
                         w = kernel[u, g]
                         bins_a[i, d, j, g] += a * w
