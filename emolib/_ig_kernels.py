@@ -53,38 +53,27 @@ if AVAILABLE:
             for u in range(units):
                 a = c0[r, u]
                 s = c1[r, u]
-                if s == 0.0:
-                    code[r, u] = 0 if a > 0.0 else -1
+                # the sign test at the path's first and last alpha settles most units
+                on_first = a + first * s > 0.0
+                on_last = a + last * s > 0.0
+                if on_first == on_last:
+                    code[r, u] = 0 if on_first else -1
                     continue
-                tau = -a / s
-                if s > 0.0:  # on where alpha > tau: j = the number of alphas <= tau
-                    if tau < first:
-                        code[r, u] = 0
-                        continue
-                    if tau >= last:
-                        code[r, u] = -1
-                        continue
-                else:  # on where alpha < tau: j = the number of alphas < tau
-                    if tau > last:
-                        code[r, u] = 2 * n + 1
-                        continue
-                    if tau <= first:
-                        code[r, u] = -1
-                        continue
+                tau = -a / s   # inside the alphas: s is not 0
                 t = min(n_lut - 1, max(0, int((tau - first) * scale)))
                 j = lut[t]
-                if s > 0.0:
+                if on_last:  # rising, on where alpha > tau: j = the number of alphas <= tau
                     while j > 0 and alphas[j - 1] > tau:
                         j -= 1
                     while j < n and alphas[j] <= tau:
                         j += 1
-                    code[r, u] = j
-                else:
+                    code[r, u] = j if j < n else -1
+                else:  # falling, on where alpha < tau: j = the number of alphas < tau
                     while j > 0 and alphas[j - 1] >= tau:
                         j -= 1
                     while j < n and alphas[j] < tau:
                         j += 1
-                    code[r, u] = n + 1 + j
+                    code[r, u] = n + 1 + j if j > 0 else -1
         return code
 
     @numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
@@ -137,14 +126,35 @@ if AVAILABLE:
         return z
 
     @numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
-    def _backward(code, kernel, grad_z, weights, block):
-        """(rows, U): each unit's pre-activation gradient, weighted and summed over the alphas
-        it is on at (``code`` from :func:`_codes`; ``grad_z`` (N, n, P, G) as the recurrence
-        gives it)."""
+    def _convolve(v, conv_kernel, bias):
+        """The convolution's pre-activation, (rows, W * F) in Flatten's order (width-major,
+        filters minor), of v (rows, 2, L) under conv_kernel (2, width, F)."""
+        rows, landmarks = v.shape[0], v.shape[2]
+        width, filters = conv_kernel.shape[1], conv_kernel.shape[2]
+        n_fields = landmarks - width + 1
+        out = np.empty((rows, n_fields * filters), dtype=np.float32)
+        for r in numba.prange(rows):
+            for w in range(n_fields):
+                base = w * filters
+                for f in range(filters):
+                    out[r, base + f] = bias[f]
+                for a in range(2):
+                    for b in range(width):
+                        value = v[r, a, w + b]
+                        for f in range(filters):
+                            out[r, base + f] += value * conv_kernel[a, b, f]
+        return out
+
+    @numba.njit(cache=True, parallel=True, fastmath=_FASTMATH)
+    def _backward(code, kernel, grad_z, weights, conv_kernel, landmarks, block):
+        """(rows, 2, L): dF/dx summed over the weighted alphas, each unit's gradient (summed over
+        the alphas it is on at; ``code`` from :func:`_codes`, ``grad_z`` (N, n, P, G) as the
+        recurrence gives it) sent back through the convolution (conv_kernel (2, width, F))."""
         rows, units = code.shape
         n, frames = grad_z.shape[1], grad_z.shape[2]
         g_width = kernel.shape[1]
-        out = np.zeros((rows, units), dtype=np.float32)
+        width, filters = conv_kernel.shape[1], conv_kernel.shape[2]
+        out = np.zeros((rows, 2, landmarks), dtype=np.float32)
         n_blocks = (rows + block - 1) // block
         for b in numba.prange(n_blocks):
             r0 = b * block
@@ -152,6 +162,7 @@ if AVAILABLE:
             # sums[row, 0, j] = sum_{k >= j} (rising units), sums[row, 1, j] = sum_{k < j}
             # (falling ones); both summed directly (a total minus a prefix would cancel)
             sums = np.zeros((nb, 2, n + 1, g_width), dtype=np.float32)
+            unit_grad = np.zeros((nb, units), dtype=np.float32)
             for i in range(nb):
                 sample, frame = (r0 + i) // frames, (r0 + i) % frames
                 for k in range(n - 1, -1, -1):
@@ -172,7 +183,17 @@ if AVAILABLE:
                     acc = np.float32(0.0)
                     for g in range(g_width):
                         acc += kernel[u, g] * sums[i, d, j, g]
-                    out[r0 + i, u] = acc
+                    unit_grad[i, u] = acc
+            # back through the (linear) convolution: each receptive field gets its kernel's share
+            for i in range(nb):
+                for field in range(units // filters):
+                    base = field * filters
+                    for row in range(2):
+                        for col in range(width):
+                            acc = np.float32(0.0)
+                            for f in range(filters):
+                                acc += unit_grad[i, base + f] * conv_kernel[row, col, f]
+                            out[r0 + i, row, field + col] += acc
         return out
 
 
@@ -191,12 +212,6 @@ def _lookup(alphas: np.ndarray) -> tuple[np.ndarray, float]:
     return np.searchsorted(alphas.astype(np.float64), starts, side="left").astype(np.int32), scale
 
 
-def _windows(v: np.ndarray, width: int) -> np.ndarray:
-    """(rows, 2, L) -> (rows * W, 2 * width): the convolution's receptive fields, W = L - width + 1."""
-    win = np.lib.stride_tricks.sliding_window_view(v, width, axis=-1)     # (rows, 2, W, width)
-    return np.ascontiguousarray(win.transpose(0, 2, 1, 3)).reshape(-1, 2 * width)
-
-
 class HostStructured:
     """The structured engine for one model with the binning on the CPU (numba); the LSTM
     recurrence and head run in TensorFlow (``recurrence_grad``)."""
@@ -205,9 +220,9 @@ class HostStructured:
         conv, norm, cell = plan.conv, plan.norm, plan.cell
         self.frames, self.landmarks = plan.frames, plan.landmarks
         kernel = conv.kernel.numpy().astype(np.float32)                      # (2, width, 1, F)
-        self.width, self.filters = kernel.shape[1], kernel.shape[3]
-        self.conv_kernel = kernel[:, :, 0, :].reshape(2 * self.width, self.filters)
+        self.conv_kernel = np.ascontiguousarray(kernel[:, :, 0, :])          # (2, width, F)
         self.conv_bias = conv.bias.numpy().astype(np.float32)
+        self.no_bias = np.zeros_like(self.conv_bias)
         # BatchNorm (inference) per filter, s * relu + t, folded into the LSTM's input kernel
         # (Flatten's order: width-major, filters minor).
         gamma, beta = norm.gamma.numpy(), norm.beta.numpy()
@@ -220,13 +235,6 @@ class HostStructured:
         self.z_const = (np.tile(shift, reps) @ lstm_kernel + cell.bias.numpy()).astype(np.float32)
         self.recurrence_grad = recurrence_grad
 
-    def _convolve(self, v: np.ndarray, with_bias: bool) -> np.ndarray:
-        rows = v.shape[0]
-        out = _windows(v, self.width) @ self.conv_kernel
-        if with_bias:
-            out += self.conv_bias
-        return out.reshape(rows, -1)                                         # (rows, W * F)
-
     def __call__(self, x: np.ndarray, x0: np.ndarray, alphas: np.ndarray, weights: np.ndarray,
                  target: Any) -> np.ndarray:
         """sum_k weight_k * dF/dx at x' + alpha_k (x - x') for a chunk of samples, shaped like x."""
@@ -235,19 +243,13 @@ class HostStructured:
         n_samples, n = x.shape[0], len(alphas)
         rows = n_samples * self.frames
         d = (x - x0).reshape(rows, 2, self.landmarks)
-        c0 = self._convolve(x0.reshape(rows, 2, self.landmarks), True)
-        c1 = self._convolve(d, False)
+        c0 = _convolve(np.ascontiguousarray(x0.reshape(rows, 2, self.landmarks)), self.conv_kernel, self.conv_bias)
+        c1 = _convolve(d, self.conv_kernel, self.no_bias)                  # (rows, W * F)
         alphas32 = np.ascontiguousarray(alphas, dtype=np.float32)
         block = _block(n, self.kernel.shape[1])
         code = _codes(c0, c1, alphas32, *_lookup(alphas32))
         z = _forward(code, c0, c1, alphas32, self.kernel, self.z_const, self.frames, block)
         grad_z = self.recurrence_grad(tf.constant(z.reshape(n_samples * n, self.frames, -1)), target).numpy()
-        grad_pre = _backward(code, self.kernel, grad_z.reshape(z.shape),
-                             np.ascontiguousarray(weights, dtype=np.float32), block)   # (rows, W * F)
-        # Back through the (linear) convolution: each receptive field gets its kernel's share.
-        fields = (grad_pre.reshape(-1, self.filters) @ self.conv_kernel.T).reshape(rows, -1, 2, self.width)
-        grad = np.zeros((rows, 2, self.landmarks), dtype=np.float32)
-        n_fields = fields.shape[1]
-        for b in range(self.width):
-            grad[:, :, b:b + n_fields] += fields[:, :, :, b].transpose(0, 2, 1)
+        grad = _backward(code, self.kernel, grad_z.reshape(z.shape), np.ascontiguousarray(weights, dtype=np.float32),
+                         self.conv_kernel, self.landmarks, block)
         return grad.reshape(x.shape)
