@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -330,6 +331,39 @@ def test_numba_on_ranges_follow_the_sign_test(rng, rule, steps):
     clear = np.abs(value) > 1e-5          # exact ties may round either way, as in any float engine
     np.testing.assert_array_equal(on[clear], (value > 0)[clear])
     assert 0.1 < np.mean(on) < 0.9 and np.mean(code < 0) > 0.05
+
+
+_FRESH_OR_CACHED = """
+import hashlib, os, sys
+sys.path.insert(0, {root!r})
+import numpy as np
+import tests.test_attribution as T
+from emolib import attribution as A
+rng = np.random.default_rng(0)
+x, base = T._data_k(rng, 3, 9), T._data_k(rng, 1, 9)
+r = A.integrated_gradients(T.emolib_model(), x, base, steps=16, engine="structured")
+print("HASH", hashlib.sha256(r.attributions.tobytes()).hexdigest())
+"""
+
+
+def test_numba_kernels_give_the_same_bits_fresh_or_from_the_cache(tmp_path):
+    """A run that compiles the kernels and one that loads them from numba's cache compute the
+    same attributions, bit for bit (a resumed run must reproduce a clean one)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "EMOLIB_IG_BACKEND": "numba",
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    hashes = []
+    for _ in range(2):   # the first compiles and writes the cache, the second loads it
+        out = subprocess.run([sys.executable, "-c", _FRESH_OR_CACHED.format(root=root)], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        hashes.append([ln for ln in out.stdout.splitlines() if ln.startswith("HASH")][0])
+    assert any((tmp_path / "numba").rglob("*.nbi")), "the first run wrote no cache"
+    assert hashes[0] == hashes[1]
 
 
 def test_structured_backend_choice(monkeypatch):
