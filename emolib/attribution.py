@@ -617,13 +617,20 @@ def _structured_sums(model: Any, x: np.ndarray, b: np.ndarray, alphas: np.ndarra
 
     if np.any(np.diff(alphas) <= 0):  # pragma: no cover - every rule gives ascending nodes
         raise EmolibError("the structured engine needs ascending alphas")
-    host = structured_backend() == "numba"
-    fn = _compiled(model, "structured-host" if host else "structured", 0, tuple(x.shape[1:]))
+    if structured_backend() == "numba":   # numpy arrays in and out
+        fn = _compiled(model, "structured-host", 0, tuple(x.shape[1:]))
+        alphas32, weights32 = np.asarray(alphas, np.float32), np.asarray(weights, np.float32)
+
+        def run(xc: np.ndarray, x0: np.ndarray) -> np.ndarray:
+            return fn(xc, x0, alphas32, weights32, target_t)
+    else:
+        fn = _compiled(model, "structured", 0, tuple(x.shape[1:]))
+        alphas_t, weights_t = tf.constant(alphas, tf.float32), tf.constant(weights, tf.float32)
+
+        def run(xc: np.ndarray, x0: np.ndarray) -> np.ndarray:
+            return fn(tf.constant(xc), tf.constant(x0), alphas_t, weights_t, target_t).numpy()
     n = x.shape[0]
     per_chunk = max(1, chunk // len(alphas))
-    alphas_t, weights_t = tf.constant(alphas, tf.float32), tf.constant(weights, tf.float32)
-    if host:
-        alphas_t, weights_t = np.asarray(alphas, np.float32), np.asarray(weights, np.float32)
     sums = np.zeros(x.shape, dtype=np.float64)
     starts: Any = range(0, n, per_chunk)
     if progress:
@@ -633,11 +640,7 @@ def _structured_sums(model: Any, x: np.ndarray, b: np.ndarray, alphas: np.ndarra
     for start in starts:
         stop = min(n, start + per_chunk)
         x0 = b[start:stop] if b.shape[0] > 1 else np.broadcast_to(b, (stop - start,) + b.shape[1:])
-        if host:
-            part = fn(x[start:stop], np.asarray(x0, np.float32), alphas_t, weights_t, target_t)
-        else:
-            part = fn(tf.constant(x[start:stop]), tf.constant(x0), alphas_t, weights_t, target_t).numpy()
-        sums[start:stop] = part.reshape(sums[start:stop].shape)
+        sums[start:stop] = run(x[start:stop], x0).reshape(sums[start:stop].shape)
     return sums, -(-n // per_chunk)
 
 
