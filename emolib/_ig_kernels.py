@@ -16,7 +16,8 @@ gradient one dot product. The TensorFlow version remains for GPUs, where it is l
 rather than traffic-bound, and where numba is missing.
 
 One kernel classifies the units (:func:`_codes`); the forward and the backward both read its
-codes, so they agree on every unit. The rule is the TensorFlow version's: a unit is on where
+codes, so they agree on every unit. The convolution (:func:`_convolve`) and its transpose (the
+end of :func:`_backward`) run here too, so only the recurrence and the head go to TensorFlow. The rule is the TensorFlow version's: a unit is on where
 ``c0 + alpha * c1 > 0`` (at an exact tie float rounding may decide either way, as it may in any
 engine).
 """
