@@ -48,12 +48,13 @@ import math
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, get_args
 
 import numpy as np
 import pandas as pd
 
 from emolib import EMOTIONS, io
+from emolib.config import IgEngine, IgRule, IgTypical
 from emolib.errors import DataError, EmolibError, ParamsError
 
 if TYPE_CHECKING:
@@ -61,8 +62,8 @@ if TYPE_CHECKING:
     from emolib.landmarks import LandmarkSet
     from emolib.run_folder import RunFolder
 
-RULES: tuple[str, ...] = ("riemann_right", "trapezoid", "gauss_legendre")
-ENGINES: tuple[str, ...] = ("auto", "generic", "structured")
+RULES: tuple[str, ...] = get_args(IgRule)
+ENGINES: tuple[str, ...] = get_args(IgEngine)
 VARIANTS: tuple[str, ...] = ("t-emo", "r-emo")
 
 
@@ -791,7 +792,7 @@ def select_explained(candidates: np.ndarray, max_samples: int | None, seed: int,
     return np.sort(rng.choice(candidates, size=int(max_samples), replace=False))
 
 
-TYPICAL_STRATEGIES: tuple[str, ...] = ("most_confident", "medoid", "centroid")
+TYPICAL_STRATEGIES: tuple[str, ...] = get_args(IgTypical)
 TYPICAL_DESCRIPTIONS: dict[str, str] = {
     "most_confident": "the training sample of that emotion its own model is most sure of",
     "medoid": "the training sample closest to the mean input of that emotion's training samples",

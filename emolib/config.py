@@ -21,6 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from emolib import EMOTIONS, N_LANDMARKS
 from emolib.errors import ParamsError
 
+# Settings whose values the library functions also check when called directly: the one list of
+# each (emolib.training and emolib.attribution read them from here with typing.get_args).
+Normalize = Literal["standardize", "global", "none"]
+IgRule = Literal["riemann_right", "trapezoid", "gauss_legendre"]
+IgTypical = Literal["most_confident", "medoid", "centroid"]
+IgEngine = Literal["auto", "generic", "structured"]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -54,7 +61,7 @@ class DataSettings(_Section):
         "dataset (default: <run>/data/demo_source)",
     )
     flip: bool = Field(True, description="flip augmentation (mirror horizontally) doubles the data")
-    normalize: Literal["standardize", "global", "none"] = Field(
+    normalize: Normalize = Field(
         "standardize",
         description="standardize: each feature (coordinate x landmark) to mean 0, std 1; global: "
         "per-feature means, one standard deviation pooled over all features (keeps their relative "
@@ -125,16 +132,16 @@ class SvmSettings(_Section):
 
 class IgSettings(_Section):
     steps: int = Field(50, ge=1, description="m, interpolation steps of equation (2)")
-    rule: Literal["riemann_right", "trapezoid", "gauss_legendre"] = "riemann_right"
+    rule: IgRule = "riemann_right"
     inputs: Literal["positives", "all"] = "positives"
-    typical: Literal["most_confident", "medoid", "centroid"] = Field(
+    typical: IgTypical = Field(
         "most_confident",
         description="each emotion's typical video, IG's baseline: most_confident (the training sample its own "
                     "model is most sure of), medoid (the training sample closest to their mean input) or "
                     "centroid (the mean input of its training samples: not a real video)")
     max_samples: Optional[int] = Field(None, ge=1, description="cap on explained samples per emotion")
     batch_size: int = Field(512, ge=1, description="interpolated samples per gradient chunk")
-    engine: Literal["auto", "generic", "structured"] = Field(
+    engine: IgEngine = Field(
         "auto", description="IG engine: structured (exact, fast, emolib's Conv2D+LSTM models), generic, auto")
     seed: Optional[int] = Field(None, description="which seed's models to explain (default: first)")
 

@@ -51,13 +51,13 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union, get_args
 
 import numpy as np
 import pandas as pd
 
 from emolib import EMOTIONS as EMOTIONS_ORDER, io
-from emolib.config import GridSettings, Params
+from emolib.config import GridSettings, Normalize, Params
 from emolib.errors import DataError, EmolibError, ParamsError
 from emolib.landmarks import LandmarkSet
 from emolib.models import VARIANTS, build_model, count_params, initial_weights
@@ -350,8 +350,8 @@ def fit_scaler(X: np.ndarray, normalize: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if normalize == "none":
         return np.zeros(X.shape[2:], np.float32), np.ones(X.shape[2:], np.float32)
-    if normalize not in ("standardize", "global"):
-        raise ParamsError(f"data.normalize {normalize!r} is unknown; expected standardize, global or none")
+    if normalize not in get_args(Normalize):
+        raise ParamsError(f"data.normalize {normalize!r} is unknown; expected one of {list(get_args(Normalize))}")
     X = np.asarray(X, dtype=np.float64)
     mean = X.mean(axis=(0, 1))
     std = X.std(axis=(0, 1))
