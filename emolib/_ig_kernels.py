@@ -23,6 +23,7 @@ engine).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -215,44 +216,53 @@ def _lookup(alphas: np.ndarray) -> tuple[np.ndarray, float]:
     return np.searchsorted(alphas.astype(np.float64), starts, side="left").astype(np.int32), scale
 
 
+def fold_batchnorm(plan: Any) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm (inference) per filter, s * relu + t, folded into the LSTM's input kernel:
+    (kernel (U, 4Q), constant (4Q,)), float32, U = width * filters in Flatten's order
+    (width-major, filters minor); from the model's variables as they are now."""
+    norm, cell = plan.norm, plan.cell
+    gamma, beta = norm.gamma.numpy(), norm.beta.numpy()
+    mean, var = norm.moving_mean.numpy(), norm.moving_variance.numpy()
+    scale = gamma / np.sqrt(var + norm.epsilon)
+    shift = beta - mean * scale
+    lstm_kernel = cell.kernel.numpy()
+    reps = lstm_kernel.shape[0] // scale.shape[0]
+    kernel = np.ascontiguousarray(lstm_kernel * np.tile(scale, reps)[:, None], dtype=np.float32)
+    return kernel, (np.tile(shift, reps) @ lstm_kernel + cell.bias.numpy()).astype(np.float32)
+
+
 class HostStructured:
     """The structured engine for one model with the binning on the CPU (numba); the LSTM
     recurrence and head run in TensorFlow (``recurrence_grad``)."""
 
     def __init__(self, plan: Any, recurrence_grad: Any) -> None:
-        conv, norm, cell = plan.conv, plan.norm, plan.cell
-        self.frames, self.landmarks = plan.frames, plan.landmarks
-        kernel = conv.kernel.numpy().astype(np.float32)                      # (2, width, 1, F)
-        self.conv_kernel = np.ascontiguousarray(kernel[:, :, 0, :])          # (2, width, F)
-        self.conv_bias = conv.bias.numpy().astype(np.float32)
-        self.no_bias = np.zeros_like(self.conv_bias)
-        # BatchNorm (inference) per filter, s * relu + t, folded into the LSTM's input kernel
-        # (Flatten's order: width-major, filters minor).
-        gamma, beta = norm.gamma.numpy(), norm.beta.numpy()
-        mean, var = norm.moving_mean.numpy(), norm.moving_variance.numpy()
-        scale = gamma / np.sqrt(var + norm.epsilon)
-        shift = beta - mean * scale
-        lstm_kernel = cell.kernel.numpy()
-        reps = lstm_kernel.shape[0] // scale.shape[0]
-        self.kernel = np.ascontiguousarray(lstm_kernel * np.tile(scale, reps)[:, None], dtype=np.float32)
-        self.z_const = (np.tile(shift, reps) @ lstm_kernel + cell.bias.numpy()).astype(np.float32)
-        self.recurrence_grad = recurrence_grad
+        self.plan, self.recurrence_grad = plan, recurrence_grad
 
-    def __call__(self, x: np.ndarray, x0: np.ndarray, alphas: np.ndarray, weights: np.ndarray,
-                 target: Any) -> np.ndarray:
-        """sum_k weight_k * dF/dx at x' + alpha_k (x - x') for a chunk of samples, shaped like x."""
+    def bind(self) -> Any:
+        """The engine with the model's weights as they are now: read once per IG call, not once
+        per model (a model's weights may change between calls, by more training or set_weights).
+        Returns a function (x, x', alphas, weights, target) -> sum_k weight_k * dF/dx at
+        x' + alpha_k (x - x'), shaped like x, for a chunk of samples."""
+        conv = self.plan.conv
+        conv_kernel = np.ascontiguousarray(conv.kernel.numpy()[:, :, 0, :], dtype=np.float32)  # (2, width, F)
+        conv_bias = conv.bias.numpy().astype(np.float32)
+        return functools.partial(self._run, conv_kernel, conv_bias, *fold_batchnorm(self.plan))
+
+    def _run(self, conv_kernel: np.ndarray, conv_bias: np.ndarray, kernel: np.ndarray, z_const: np.ndarray,
+             x: np.ndarray, x0: np.ndarray, alphas: np.ndarray, weights: np.ndarray, target: Any) -> np.ndarray:
         import tensorflow as tf
 
+        frames, landmarks = self.plan.frames, self.plan.landmarks
         n_samples, n = x.shape[0], len(alphas)
-        rows = n_samples * self.frames
-        d = (x - x0).reshape(rows, 2, self.landmarks)
-        c0 = _convolve(np.ascontiguousarray(x0.reshape(rows, 2, self.landmarks)), self.conv_kernel, self.conv_bias)
-        c1 = _convolve(d, self.conv_kernel, self.no_bias)                  # (rows, W * F)
+        rows = n_samples * frames
+        d = (x - x0).reshape(rows, 2, landmarks)
+        c0 = _convolve(np.ascontiguousarray(x0.reshape(rows, 2, landmarks)), conv_kernel, conv_bias)
+        c1 = _convolve(d, conv_kernel, np.zeros_like(conv_bias))              # (rows, W * F)
         alphas32 = np.ascontiguousarray(alphas, dtype=np.float32)
-        block = _block(n, self.kernel.shape[1])
+        block = _block(n, kernel.shape[1])
         code = _codes(c0, c1, alphas32, *_lookup(alphas32))
-        z = _forward(code, c0, c1, alphas32, self.kernel, self.z_const, self.frames, block)
-        grad_z = self.recurrence_grad(tf.constant(z.reshape(n_samples * n, self.frames, -1)), target).numpy()
-        grad = _backward(code, self.kernel, grad_z.reshape(z.shape), np.ascontiguousarray(weights, dtype=np.float32),
-                         self.conv_kernel, self.landmarks, block)
+        z = _forward(code, c0, c1, alphas32, kernel, z_const, frames, block)
+        grad_z = self.recurrence_grad(tf.constant(z.reshape(n_samples * n, frames, -1)), target).numpy()
+        grad = _backward(code, kernel, grad_z.reshape(z.shape), np.ascontiguousarray(weights, dtype=np.float32),
+                         conv_kernel, landmarks, block)
         return grad.reshape(x.shape)

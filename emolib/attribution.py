@@ -348,7 +348,8 @@ def _structured_fn(plan: _ConvLstmPlan, sample_shape: tuple[int, ...]) -> Callab
         c0 = convolve(x0, True)                           # pre-activation at alpha = 0
         c1 = convolve(d, False)                           # its slope in alpha
         n_units = tf.shape(c0)[1]
-        # BatchNorm (inference) per filter: s * relu + t; folded into the LSTM's input kernel.
+        # BatchNorm (inference) per filter: s * relu + t; folded into the LSTM's input kernel
+        # (as in emolib._ig_kernels.fold_batchnorm, here in the graph).
         scale = norm.gamma * tf.math.rsqrt(norm.moving_variance + norm.epsilon)
         shift = norm.beta - norm.moving_mean * scale
         reps = n_units // tf.shape(scale)[0]
@@ -619,7 +620,7 @@ def _structured_sums(model: Any, x: np.ndarray, b: np.ndarray, alphas: np.ndarra
     if np.any(np.diff(alphas) <= 0):  # pragma: no cover - every rule gives ascending nodes
         raise EmolibError("the structured engine needs ascending alphas")
     if structured_backend() == "numba":   # numpy arrays in and out
-        fn = _compiled(model, "structured-host", 0, tuple(x.shape[1:]))
+        fn = _compiled(model, "structured-host", 0, tuple(x.shape[1:])).bind()   # today's weights
         alphas32, weights32 = np.asarray(alphas, np.float32), np.asarray(weights, np.float32)
 
         def run(xc: np.ndarray, x0: np.ndarray) -> np.ndarray:

@@ -312,6 +312,18 @@ def test_structured_engine_chunks_and_completeness(rng, backend):
     assert gaps[2] < 0.02 * np.abs(A.integrated_gradients(model, x, base, steps=4).deltas).mean() + 1e-6
 
 
+def test_structured_engine_sees_weights_changed_after_a_call(rng, backend):
+    """The compiled engine is cached per model; weights changed after a first call (more
+    training, set_weights) must still be the ones explained."""
+    model = emolib_model()
+    x, base = _data_k(rng, 3, 9), _data_k(rng, 1, 9)
+    A.integrated_gradients(model, x, base, steps=8, engine="structured")
+    model.set_weights([w * 1.3 for w in model.get_weights()])
+    structured = A.integrated_gradients(model, x, base, steps=8, engine="structured").attributions
+    generic = A.integrated_gradients(model, x, base, steps=8, engine="generic").attributions
+    np.testing.assert_allclose(structured, generic, atol=1e-5 * np.abs(generic).max())
+
+
 @pytest.mark.parametrize("rule,steps", [("riemann_right", 50), ("trapezoid", 7), ("gauss_legendre", 33),
                                         ("riemann_right", 1)])
 def test_numba_on_ranges_follow_the_sign_test(rng, rule, steps):
