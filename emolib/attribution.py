@@ -843,10 +843,16 @@ def typical_sample(inputs: np.ndarray, strategy: str, probabilities: np.ndarray 
         p = np.asarray(probabilities, dtype=np.float64)
         i = int(np.argmax(p))
         return i, float(p[i])
-    flat = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
-    dist = np.linalg.norm(flat - flat.mean(axis=0, keepdims=True), axis=1)
+    dist = _distances_to_mean(inputs)
     i = int(np.argmin(dist))
     return i, float(dist[i])
+
+
+def _distances_to_mean(inputs: np.ndarray) -> np.ndarray:
+    """(n,) Euclidean distance of each sample to the samples' mean (the medoid's and the
+    centroid's score)."""
+    flat = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
+    return np.linalg.norm(flat - flat.mean(axis=0, keepdims=True), axis=1)
 
 
 @dataclass(frozen=True, eq=False)
@@ -927,9 +933,7 @@ def choose_typical(emotion: str, rows: np.ndarray, inputs: np.ndarray, strategy:
     if len(rows) != len(inputs):
         raise DataError(f"{emotion}: {len(rows)} rows but {len(inputs)} inputs")
     if strategy == "centroid":
-        flat = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
-        spread = np.linalg.norm(flat - flat.mean(axis=0, keepdims=True), axis=1).mean()
-        return TypicalBaseline(emotion, strategy, np.sort(rows), float(spread))
+        return TypicalBaseline(emotion, strategy, np.sort(rows), float(_distances_to_mean(inputs).mean()))
     pos, score = typical_sample(inputs, strategy, probabilities)
     return TypicalBaseline(emotion, strategy, rows[pos:pos + 1], score)
 
