@@ -7,7 +7,7 @@ KERNEL ?= emolib
 STAMP := $(VENV)/.emolib-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo smoke test test-fast bench clean-runs
+.PHONY: help install demo smoke test test-fast lint bench clean-runs
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv, install emolib with its pinned dependencies, register the Jupyter kernel
 
-demo: $(STAMP) ## run the demo study end to end into runs/demo (about 15 minutes on 2 cores)
+demo: $(STAMP) ## run the demo study end to end into runs/demo (about 8-9 minutes on 2 cores)
 	$(BIN)/emolib run params/demo.yaml --out runs/demo --kernel $(KERNEL)
 
 smoke: $(STAMP) ## run the tiny smoke study into runs/smoke (a few minutes)
@@ -33,6 +33,10 @@ test: $(STAMP) ## run the test suite (unit tests + one papermill run of all five
 
 test-fast: $(STAMP) ## run the tests without the slow end-to-end run
 	$(BIN)/python -m pytest -q -ra -m "not slow"
+
+lint: $(STAMP) ## ruff and the import contracts alone (make test runs them too)
+	$(BIN)/ruff check emolib tests benchmarks tools
+	$(BIN)/lint-imports
 
 bench: $(STAMP) ## print the extraction and IG benchmarks
 	$(BIN)/python benchmarks/extraction.py

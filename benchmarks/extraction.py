@@ -35,11 +35,11 @@ sys.path.insert(0, str(REPO))
 import emolib  # noqa: E402,F401  (selects tf-keras before TensorFlow loads)
 
 
-def decoded_sequences(root: Path, limit: int | None) -> list[tuple[str, list[tuple[str, "np.ndarray"]]]]:
+def decoded_sequences(root: Path, limit: int | None) -> list[tuple[str, list]]:
     """Every usable sequence's frames, decoded once to RGB arrays."""
     import cv2
 
-    from emolib.datasets import read_ckplus
+    from emolib.data.sources import read_ckplus
 
     sequences = [s for s in read_ckplus(root) if s.usable][:limit]
     out = []
@@ -60,7 +60,7 @@ def compare_per_frame(sequences, crop_size: int, repeats: int) -> dict[str, list
     """
     from mediapipe.python.solutions import face_mesh
 
-    from emolib.extraction import FaceMeshExtractor
+    from emolib.data.facemesh import FaceMeshExtractor
 
     mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
     extractor = FaceMeshExtractor(crop_size)
@@ -99,8 +99,8 @@ def _cpu_seconds() -> float:
 
 def pipeline(root: Path, workers: int, crop_size: int) -> tuple[float, float, int]:
     """(wall, CPU) seconds of stage 01's extraction from the files into a fresh cache, frames done."""
-    from emolib.datasets import read_ckplus
-    from emolib.extraction import extract_sequences
+    from emolib.data.extract import extract_sequences
+    from emolib.data.sources import read_ckplus
 
     sequences = read_ckplus(root)
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
@@ -127,7 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-demo-") as tmp:
         root = args.data
         if root is None:
-            from emolib.demo import write_demo_dataset
+            from emolib.data.demo import write_demo_dataset
 
             root = write_demo_dataset(Path(tmp) / "demo", subjects=args.subjects,
                                       frames_per_sequence=args.frames, image_size=args.image_size,
@@ -169,7 +169,8 @@ def main() -> None:
         if args.json:
             print(json.dumps({"frames": n_frames, "bare_fps": bare_fps, "our_fps": our_fps,
                               "ratio": our_fps / bare_fps, "bare_cpu_fps": bare_cpu_fps,
-                              "our_cpu_fps": our_cpu_fps, "cpu_ratio": our_cpu_fps / bare_cpu_fps, "pipeline_1_worker_s": one_s,
+                              "our_cpu_fps": our_cpu_fps, "cpu_ratio": our_cpu_fps / bare_cpu_fps,
+                              "pipeline_1_worker_s": one_s,
                               "pipeline_2_workers_s": two_s, "pipeline_1_worker_cpu_s": one_cpu,
                               "pipeline_2_workers_cpu_s": two_cpu, "speedup_2_workers": one_s / two_s}))
 

@@ -145,7 +145,7 @@ def speed(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from emolib.attribution import integrated_gradients, structured_backend
+    from emolib.ig import integrated_gradients, structured_backend
 
     model = build_paper_model()
     chunk, m = args.batch_size, args.steps
@@ -227,7 +227,7 @@ def memory_child(mode: str, steps: int, samples: int, chunk: int) -> None:
 
     import tensorflow as tf
 
-    from emolib.attribution import integrated_gradients
+    from emolib.ig import integrated_gradients
 
     model = build_paper_model()
     x, base = make_data(samples)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import emolib  # noqa: F401  (selects tf-keras before TensorFlow is imported)
 import numpy as np
 
+import emolib  # noqa: F401  (selects tf-keras before TensorFlow is imported)
 from emolib.config import load_params
 from emolib.models import build_model, count_params
 

@@ -31,7 +31,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from emolib.demo import write_demo_dataset
+    from emolib.data.demo import write_demo_dataset
 
     out = write_demo_dataset(Path(args.out_dir), seed=args.seed, subjects=args.subjects,
                              frames_per_sequence=args.frames)
@@ -41,7 +41,7 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
 def _cmd_extract(args: argparse.Namespace) -> int:
     from emolib.config import parse_params
-    from emolib.extraction import prepare_landmarks
+    from emolib.data.stage import prepare_landmarks
     from emolib.run_folder import RunFolder
 
     raw = {"name": "extract", "frames": args.frames,

@@ -10,23 +10,40 @@ Usage::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from emolib import EMOTIONS, N_LANDMARKS
 from emolib.errors import ParamsError
+from emolib.io import content_key
+from emolib.vocab import (
+    EMOTIONS,
+    N_LANDMARKS,
+    STAGES,
+    ClassWeight,
+    DataSource,
+    FcActivation,
+    IgEngine,
+    IgInputs,
+    IgRule,
+    IgTypical,
+    MissingFaceFill,
+    Normalize,
+    Reference,
+    Split,
+)
 
-# Settings whose values the library functions also check when called directly: the one list of
-# each (emolib.training and emolib.attribution read them from here with typing.get_args).
-Normalize = Literal["standardize", "global", "none"]
-IgRule = Literal["riemann_right", "trapezoid", "gauss_legendre"]
-IgTypical = Literal["most_confident", "medoid", "centroid"]
-IgEngine = Literal["auto", "generic", "structured"]
+
+def _read_by(first: str, *, only: Optional[tuple[str, ...]] = None) -> dict:
+    """Field metadata: the stages whose results a top-level section changes. By default the stage
+    that first reads it and every later one (they all build on its outputs); ``only`` names them
+    when the section's effect does not flow downstream (the SVMs: stage 02 trains them, stage 05
+    reports them, nothing in between reads them)."""
+    stages = only if only is not None else STAGES[STAGES.index(first):]
+    return {"read_by": list(stages)}
 
 
 class _Section(BaseModel):
@@ -46,14 +63,14 @@ class DemoSettings(_Section):
 class MissingFaceSettings(_Section):
     """What to do with frames where MediaPipe finds no face."""
 
-    fill: Literal["neighbours", "drop_sequence"] = "neighbours"
+    fill: MissingFaceFill = "neighbours"
     max_missing_fraction: float = Field(
         0.5, ge=0.0, le=1.0, description="drop a sequence when more than this fraction has no face"
     )
 
 
 class DataSettings(_Section):
-    source: Literal["demo", "ckplus", "videos", "landmarks"] = "demo"
+    source: DataSource = "demo"
     path: Optional[str] = Field(
         None,
         description="ckplus: the folder holding cohn-kanade-images/ and Emotion/; videos: the folder "
@@ -66,7 +83,7 @@ class DataSettings(_Section):
         description="standardize: each feature (coordinate x landmark) to mean 0, std 1; global: "
         "per-feature means, one standard deviation pooled over all features (keeps their relative "
         "sizes); none: raw coordinates")
-    reference: Literal["none", "first_frame"] = Field(
+    reference: Reference = Field(
         "none",
         description="first_frame: subtract each landmark's position in the sequence's first (neutral) "
         "frame before scaling, so that the model sees the expression's movement rather than the face's "
@@ -87,7 +104,7 @@ class ModelSettings(_Section):
     fc_units: int = Field(32, ge=1, description="R, FC1 neurons")
     kernel_size: tuple[int, int] = Field((2, 3), description="conv kernel (coordinates, landmarks)")
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    fc_activation: Literal["relu", "tanh", "sigmoid", "elu"] = "relu"
+    fc_activation: FcActivation = "relu"
 
     @field_validator("kernel_size")
     @classmethod
@@ -102,7 +119,7 @@ class TrainSettings(_Section):
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0.0)
     patience: int = Field(15, ge=1, description="early stopping patience (epochs) on validation loss")
-    class_weight: Literal["balanced", "none"] = "balanced"
+    class_weight: ClassWeight = "balanced"
     threads: int = Field(0, ge=0, description="TensorFlow intra-op threads (0: TensorFlow's default)")
 
 
@@ -133,7 +150,7 @@ class SvmSettings(_Section):
 class IgSettings(_Section):
     steps: int = Field(50, ge=1, description="m, interpolation steps of equation (2)")
     rule: IgRule = "riemann_right"
-    inputs: Literal["positives", "all"] = "positives"
+    inputs: IgInputs = "positives"
     typical: IgTypical = Field(
         "most_confident",
         description="each emotion's typical video, IG's baseline: most_confident (the training sample its own "
@@ -167,21 +184,23 @@ class ReportSettings(_Section):
 
 
 class Params(_Section):
-    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$")
-    data: DataSettings = DataSettings()
-    frames: int = Field(10, ge=2, le=500, description="P, every sequence resampled to this many frames")
-    emotions: list[str] = Field(default_factory=lambda: list(EMOTIONS))
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    split: Literal["subject", "random"] = "subject"
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    model: ModelSettings = ModelSettings()
-    train: TrainSettings = TrainSettings()
-    grid: GridSettings = GridSettings()
-    svm: SvmSettings = SvmSettings()
-    ig: IgSettings = IgSettings()
-    pruning: PruningSettings = PruningSettings()
-    report: ReportSettings = ReportSettings()
+    name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", json_schema_extra=_read_by("05_results"))
+    data: DataSettings = Field(default_factory=DataSettings, json_schema_extra=_read_by("01_data_prep"))
+    frames: int = Field(10, ge=2, le=500, description="P, every sequence resampled to this many frames",
+                        json_schema_extra=_read_by("01_data_prep"))
+    emotions: list[str] = Field(default_factory=lambda: list(EMOTIONS), json_schema_extra=_read_by("01_data_prep"))
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], json_schema_extra=_read_by("02_training"))
+    split: Split = Field("subject", json_schema_extra=_read_by("02_training"))
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=_read_by("02_training"))
+    val_fraction: float = Field(0.1, gt=0.0, lt=1.0, json_schema_extra=_read_by("02_training"))
+    model: ModelSettings = Field(default_factory=ModelSettings, json_schema_extra=_read_by("02_training"))
+    train: TrainSettings = Field(default_factory=TrainSettings, json_schema_extra=_read_by("02_training"))
+    grid: GridSettings = Field(default_factory=GridSettings, json_schema_extra=_read_by("02_training"))
+    svm: SvmSettings = Field(default_factory=SvmSettings,
+                             json_schema_extra=_read_by("02_training", only=("02_training", "05_results")))
+    ig: IgSettings = Field(default_factory=IgSettings, json_schema_extra=_read_by("03_global_ig"))
+    pruning: PruningSettings = Field(default_factory=PruningSettings, json_schema_extra=_read_by("04_pruning"))
+    report: ReportSettings = Field(default_factory=ReportSettings, json_schema_extra=_read_by("05_results"))
 
     @field_validator("emotions")
     @classmethod
@@ -221,24 +240,23 @@ class Params(_Section):
     def fingerprint(self, *sections: str) -> str:
         """A short stable hash of the named top-level sections (all when none are named)."""
         dumped = self.model_dump(mode="json")
-        chosen = {k: dumped[k] for k in (sections or dumped.keys())}
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:16]
+        return content_key({k: dumped[k] for k in (sections or dumped.keys())})
+
+    def sections_of(self, stage: str) -> dict[str, Any]:
+        """The values of the sections ``stage`` depends on (:data:`STAGE_SECTIONS`), as JSON."""
+        dumped = self.model_dump(mode="json")
+        return {k: dumped[k] for k in STAGE_SECTIONS[stage]}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-# Which top-level sections each stage depends on (its own and upstream ones): a stage is redone
-# when any of these change.
+# Which top-level sections each stage depends on (its own and those of the stages it builds on):
+# a stage is redone when any of them change. Derived from each section's ``read_by`` metadata.
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "01_data_prep": ("data", "frames", "emotions"),
-    "02_training": ("data", "frames", "emotions", "seeds", "split", "test_fraction",
-                    "val_fraction", "model", "train", "grid", "svm"),
-    "03_global_ig": ("data", "frames", "emotions", "seeds", "split", "test_fraction",
-                     "val_fraction", "model", "train", "grid", "ig"),
-    "04_pruning": ("data", "frames", "emotions", "seeds", "split", "test_fraction",
-                   "val_fraction", "model", "train", "grid", "ig", "pruning"),
-    "05_results": tuple(Params.model_fields.keys()),
+    stage: tuple(name for name, field in Params.model_fields.items()
+                 if stage in (field.json_schema_extra or {}).get("read_by", STAGES))
+    for stage in STAGES
 }
 
 

@@ -2,9 +2,10 @@
 
 Controls: emotion, K and variant. Panels: the face with the emotion's top-K landmarks ringed and
 coloured by importance; accuracy against K (IG and random selection); the regions the top K
-fall in; and one video's attribution over its frames, computed on demand (IG of that sample
-under its emotion's model, against the typical video of each other emotion, as stage 03 does)
-and cached in ``cache/explore/``.
+fall in; and one video's attribution over its frames, computed on demand
+(:func:`emolib.explain.samples.explain_sample`: IG of that sample under its emotion's model,
+against the typical video of each other emotion, as stage 03 computes it) and cached in
+``cache/explore/``.
 
 Displayed as ONE output whose mimebundle holds both the widget view and a static plotly HTML
 (Figure 3 with its K slider and emotion menu, accuracy against K, regions): JupyterLab shows the
@@ -13,133 +14,23 @@ the dead widget view from outputs that also carry ``text/html``).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from emolib import io
-from emolib.config import STAGE_SECTIONS, Params
-from emolib.errors import DataError, EmolibError
+from emolib._deprecated import module_getattr as _module_getattr
+from emolib.config import Params
+from emolib.errors import EmolibError
+from emolib.explain.samples import explain_sample
 from emolib.landmarks import LandmarkSet
+from emolib.regions import region_importance
+from emolib.results.study import load_study
+from emolib.results.tables import accuracy_summary
 from emolib.run_folder import RunFolder
+from emolib.vocab import ALL_LANDMARKS, PAPER_VARIANT, VARIANT_LABELS, VARIANTS
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-
-
-def _typical_baselines(run: RunFolder, variant: str = "t-emo") -> dict[str, Any]:
-    """Stage 03's typical baseline of each emotion (:class:`emolib.attribution.TypicalBaseline`:
-    one real video, or the centroid of the emotion's training samples)."""
-    from emolib.attribution import load_typical, typical_paths
-
-    if variant != "t-emo" and not typical_paths(run, variant)[0].is_file():
-        variant = "t-emo"  # R-EMO explained against T-EMO's typical videos
-    path = typical_paths(run, variant)[0]
-    if not path.is_file():
-        raise EmolibError(f"{path}: no typical videos (stage 03 writes them); cannot explain a sample")
-    try:
-        return load_typical(run, variant)
-    except DataError as exc:
-        raise EmolibError(f"{exc}; cannot explain a sample") from None
-
-
-def explanation_cache_path(run: RunFolder, params: Params, *, sample: int, variant: str, n_landmarks: int,
-                           selection: str, seed: int, baselines: dict[str, int]) -> Path:
-    """Where one sample's explanation is cached: keyed by everything that changes its numbers.
-
-    Args:
-        run: the run folder.
-        params: the run's parameters (the sections stage 04's models depend on, and ``ig``).
-        sample: the row of data/landmarks.npz.
-        variant: ``t-emo`` or ``r-emo``.
-        n_landmarks: K of the model explained.
-        selection: its selection rule (``all`` for the full set).
-        seed: its training seed.
-        baselines: emotion -> what identifies its typical baseline (the row of a real video, or
-            a centroid's :attr:`~emolib.attribution.TypicalBaseline.key`).
-
-    Returns:
-        ``cache/explore/<key>.npz``.
-    """
-    dumped = params.model_dump(mode="json")
-    chosen = {k: dumped[k] for k in STAGE_SECTIONS["04_pruning"]}
-    chosen["ig"] = {k: v for k, v in chosen["ig"].items() if k != "batch_size"}  # sums do not depend on it
-    chosen["_what"] = dict(sample=int(sample), variant=variant, n_landmarks=int(n_landmarks),
-                           selection=selection, seed=int(seed), baselines=baselines)
-    key = hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:20]
-    return run.cache / "explore" / f"{key}.npz"
-
-
-def explain_sample(run: RunFolder, params: Params, data: LandmarkSet, sample: int, *, variant: str = "t-emo",
-                   n_landmarks: Optional[int] = None, selection: Optional[str] = None,
-                   seed: Optional[int] = None, training_api: Any = None) -> dict[str, np.ndarray]:
-    """IG of one video under its own emotion's model, per frame and landmark (cached on disk).
-
-    The baselines are stage 03's typical videos of the other emotions (with ``ig.typical:
-    centroid``, each the mean input of that emotion's training samples under the explained
-    model); the per-frame |IG| (summed over x and y) is averaged over them, as the global
-    procedure averages its masks.
-
-    Args:
-        run: the run folder.
-        params: the run's parameters (``ig.steps``, ``ig.rule``, ``ig.batch_size``).
-        data: the full landmark set.
-        sample: the row of ``data`` to explain.
-        variant: ``t-emo`` or ``r-emo``.
-        n_landmarks: K of the model (default: all landmarks).
-        selection: the model's selection rule (default: ``all`` for the full set, ``ig`` else).
-        seed: the training seed (default: ``params.ig_seed``).
-        training_api: the module providing ``load_trained`` and ``model_inputs`` (default
-            :mod:`emolib.training`).
-
-    Returns:
-        attribution (P, K) mean |IG| per frame and landmark; landmark_ids (K,); probability (F(x)
-        of the sample's emotion); baseline_emotions; emotion.
-
-    Raises:
-        DataError: ``sample`` is not a row of ``data``.
-        EmolibError: the model or stage 03's typical videos are missing.
-    """
-    from emolib.attribution import integrated_gradients, typical_inputs
-
-    if not 0 <= int(sample) < len(data):
-        raise DataError(f"sample {sample} is not a row of the landmark set (it has {len(data)})")
-    sample = int(sample)
-    emotion = str(data.emotion[sample])
-    k = int(n_landmarks or data.n_landmarks)
-    selection = selection or ("all" if k == data.n_landmarks else "ig")
-    seed = params.ig_seed if seed is None else int(seed)
-    typical = {e: b for e, b in _typical_baselines(run, variant).items() if e != emotion and e in params.emotions}
-    if not typical:
-        raise EmolibError(f"no typical video of another emotion than {emotion!r} to use as a baseline")
-    path = explanation_cache_path(run, params, sample=sample, variant=variant, n_landmarks=k,
-                                  selection=selection, seed=seed,
-                                  baselines={e: b.key for e, b in typical.items()})
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                return {name: f[name] for name in f.files}
-        except Exception:  # an unreadable cache is recomputed (and rewritten atomically)
-            pass
-    if training_api is None:
-        from emolib import training as training_api
-    trained = training_api.load_trained(run, variant, emotion, k, selection, seed)
-    x = training_api.model_inputs(data.subset(np.array([sample])), trained)
-    bases = typical_inputs(list(typical.values()), data, trained, training_api)
-    inputs = np.repeat(np.asarray(x), len(bases), axis=0)
-    result = integrated_gradients(trained.model, inputs, bases, steps=params.ig.steps, target=1,
-                                  batch_size=params.ig.batch_size, rule=params.ig.rule, engine=params.ig.engine)
-    attr = np.abs(np.asarray(result.attributions))
-    if attr.ndim == 5:  # (B, P, 2, K, 1): drop the channel axis
-        attr = attr[..., 0]
-    per_frame = attr.sum(axis=2).mean(axis=0)  # sum over x, y; mean over the baselines
-    out = {"attribution": per_frame, "landmark_ids": np.asarray(trained.landmark_ids, dtype=np.int64),
-           "probability": np.array(float(result.f_inputs[0])), "baseline_emotions": np.array(list(typical)),
-           "emotion": np.array(emotion)}
-    io.write_npz(path, **out)
-    return out
 
 
 class Explorer:
@@ -148,18 +39,14 @@ class Explorer:
     Args:
         run: the run folder (stages 01 to 04 finished).
         params: the run's parameters.
-        study: the loaded study (default: :func:`emolib.results.load_study`).
+        study: the loaded study (default: :func:`emolib.results.study.load_study`).
         data: the landmark set, for the per-video view (default: read on first use).
-        training_api: the module loading trained models (default :mod:`emolib.training`).
 
     Raises:
-        EmolibError: an input of stage 05 is missing (see :func:`emolib.results.load_study`).
+        DataError: an input of stage 05 is missing (see :func:`emolib.results.study.load_study`).
     """
 
-    def __init__(self, run: RunFolder, params: Params, *, study: Any = None, data: Optional[LandmarkSet] = None,
-                 training_api: Any = None):
-        from emolib.results import accuracy_summary, load_study, region_importance
-
+    def __init__(self, run: RunFolder, params: Params, *, study: Any = None, data: Optional[LandmarkSet] = None):
         self.run, self.params = run, params
         self.study = study or load_study(run, params)
         self.summary = accuracy_summary(self.study.runs)
@@ -168,7 +55,6 @@ class Explorer:
                                 *[k for k in params.report.top_k_figure if k <= self.study.full_k]}, reverse=True)
         self.regions = region_importance(self.study.ranking, self.k_values)
         self._data = data
-        self._training_api = training_api
         self._widget = None
         self.figures: dict[str, Any] = {}  # panel -> the figure it shows now
         self.last_error: Optional[str] = None
@@ -204,9 +90,7 @@ class Explorer:
     @property
     def data(self) -> LandmarkSet:
         if self._data is None:
-            from emolib.landmarks import load_landmarks
-
-            self._data = load_landmarks(self.run.landmarks)
+            self._data = self.run.read_landmarks()
         return self._data
 
     def samples_of(self, emotion: str) -> list[tuple[str, int]]:
@@ -229,7 +113,7 @@ class Explorer:
                                   description="emotion")
         self.k = w.SelectionSlider(options=self.k_values, value=self.k_values[min(1, len(self.k_values) - 1)],
                                    description="K", continuous_update=False)
-        self.variant = w.ToggleButtons(options=[("T-EMO", "t-emo"), ("R-EMO", "r-emo")], value="t-emo",
+        self.variant = w.ToggleButtons(options=[(VARIANT_LABELS[v], v) for v in VARIANTS], value=PAPER_VARIANT,
                                        description="variant")
         self.sample = w.Dropdown(description="video", layout=w.Layout(width="340px"))
         self.explain = w.Button(description="explain this video", icon="search")
@@ -312,7 +196,7 @@ class Explorer:
         model when one was trained for ``k``, else the all-landmark model."""
         if k in self.params.pruning.k:
             return k, "ig"
-        return self.study.full_k, "all"
+        return self.study.full_k, ALL_LANDMARKS
 
     def show_sample(self) -> Optional[dict]:
         """Explain the selected video (cached) and draw its attribution over frames."""
@@ -320,10 +204,11 @@ class Explorer:
 
         k, selection = self.model_for(int(self.k.value))
         row = self.sample.value
-        self.status.value = f"computing IG of {self.data.sequence[row]} under the {self.variant.value} {k}-landmark model..."
+        self.status.value = (f"computing IG of {self.data.sequence[row]} under the {self.variant.value} "
+                             f"{k}-landmark model...")
         try:
             res = explain_sample(self.run, self.params, self.data, row, variant=self.variant.value,
-                                 n_landmarks=k, selection=selection, training_api=self._training_api)
+                                 n_landmarks=k, selection=selection)
         except EmolibError as exc:
             self.last_error = str(exc)
             self.status.value = f"<span style='color:#b00'>cannot explain: {exc}</span>"
@@ -375,3 +260,7 @@ def open_explorer(run: RunFolder, params: Params, **kwargs) -> Explorer:
         The explorer; make it the last expression of a cell to display it.
     """
     return Explorer(run, params, **kwargs)
+
+
+# Names before 0.2 (deprecated; see emolib._deprecated).
+__getattr__ = _module_getattr(__name__, {"explanation_cache_path": "emolib.explain.samples"})

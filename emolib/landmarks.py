@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emolib import EMOTIONS, N_LANDMARKS
-from emolib.errors import DataError
 from emolib import io
+from emolib.errors import DataError
+from emolib.vocab import EMOTIONS, N_LANDMARKS
 
 _KEYS = ("X", "emotion", "subject", "sequence", "flipped", "landmark_ids")
 

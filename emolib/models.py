@@ -27,17 +27,30 @@ Initial weights are drawn by :func:`initial_weights` with NumPy from the seed (K
 distributions: Glorot-uniform kernels, orthogonal recurrent kernel, zero biases with the LSTM
 forget-gate bias at 1), so the same seed gives the same network on any machine, and a model can
 be reset to its initial state without being rebuilt (see :mod:`emolib.training`).
+
+A trained model is saved as a *unit* (:func:`save_unit`): the tf-keras model file, its input
+scaling (``.npz`` beside it) and its JSON record (metrics, learning curve, the key of everything
+that shaped it), the record written last so that its presence marks the unit finished.
+:class:`TrainedModel` is a loaded unit, and :func:`model_inputs` feeds it landmarks exactly as
+training did (:func:`reference_inputs`, then :func:`scale_inputs`). Where units live in a run
+folder is :mod:`emolib.run_folder`'s business.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, get_args
 
 import numpy as np
 
-from emolib.errors import ParamsError
+from emolib import io
+from emolib.errors import DataError, ParamsError
+from emolib.landmarks import LandmarkSet
+from emolib.vocab import VARIANTS, FcActivation
 
-VARIANTS: tuple[str, ...] = ("t-emo", "r-emo")
-FC_ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "sigmoid", "elu")
+FC_ACTIVATIONS: tuple[str, ...] = get_args(FcActivation)
 # Sequences up to this many frames get an unrolled LSTM (see the module docstring).
 MAX_UNROLLED_FRAMES = 32
 # Layer names (IG and the tests find layers by these).
@@ -206,3 +219,194 @@ def count_params(model) -> tuple[int, int]:
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     total = int(sum(np.prod(w.shape) for w in model.weights))
     return total, trainable
+
+
+# --------------------------------------------------------------------------------------------
+# TensorFlow set-up
+# --------------------------------------------------------------------------------------------
+def configure_tensorflow(threads: int = 0) -> None:
+    """Deterministic ops (the same seed gives the same model), and TensorFlow's CPU threads.
+
+    Threads can only be set before TensorFlow starts its runtime; when it already has (a model
+    was built earlier in this process), the setting is left as it is.
+
+    Args:
+        threads: intra- and inter-op threads; 0 leaves TensorFlow's default (one per core).
+    """
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+        except RuntimeError:
+            pass  # runtime already initialised: keep its thread pools
+    tf.config.experimental.enable_op_determinism()
+    # With op determinism on, a random op refuses to run without a global seed; every model
+    # here is seeded explicitly, but other code in the same process (a notebook) may not be.
+    try:
+        tf.random.uniform(())
+    except RuntimeError:
+        tf.random.set_seed(0)
+
+
+# ---- inputs --------------------------------------------------------------------------------------
+
+def reference_inputs(X: np.ndarray, reference: str) -> np.ndarray:
+    """Landmark positions as the model reads them, before scaling.
+
+    Args:
+        X: (N, P, 2, K) positions.
+        reference: ``none`` (absolute coordinates, the paper's input) or ``first_frame`` (each
+            landmark's displacement from its position in the sequence's first frame).
+
+    Returns:
+        (N, P, 2, K) float32.
+    """
+    X = np.asarray(X, np.float32)
+    if reference == "none":
+        return X
+    if reference == "first_frame":
+        return X - X[:, :1]
+    raise ParamsError(f"data.reference {reference!r} is unknown; expected none or first_frame")
+
+
+def scale_inputs(X: np.ndarray, mean: np.ndarray, std: np.ndarray, reference: str = "none") -> np.ndarray:
+    """(N, P, 2, K) landmarks -> (N, P, 2, K, 1) float32 model inputs (reference, then scaling)."""
+    return (((reference_inputs(X, reference) - mean) / std)[..., None]).astype(np.float32)
+
+
+# ---- saved units -----------------------------------------------------------------------------------
+
+# --------------------------------------------------------------------------------------------
+# Units: one (variant, emotion, seed, landmark subset, hyperparameters)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrainedModel:
+    """A trained model with what is needed to feed it (see :func:`model_inputs`).
+
+    Attributes:
+        model: the tf-keras model, (N, P, 2, K, 1) -> (N, 2) probabilities.
+        landmark_ids: (K,) MediaPipe ids of its input columns, in order.
+        mean, std: (2, K) input scaling (training-part statistics).
+        hyper: (F, Q, R): filters, LSTM units, FC1 units.
+        reference: ``none`` or ``first_frame`` (see :func:`reference_inputs`), applied before
+            the scaling.
+        variant, emotion, n_landmarks, selection, seed: which model this is.
+        record: its JSON record (metrics, learning curve, cache key).
+    """
+
+    model: Any
+    landmark_ids: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    hyper: tuple[int, int, int]
+    reference: str = "none"
+    variant: str = ""
+    emotion: str = ""
+    n_landmarks: int = 0
+    selection: str = ""
+    seed: int = 0
+    record: dict = field(default_factory=dict, repr=False)
+
+
+def unit_files(path: Path) -> tuple[Path, Path, Path]:
+    """The three files of a saved unit: the model, its scaler (.npz) and its record (.json)."""
+    path = Path(path)
+    return path, path.with_suffix(".npz"), path.with_suffix(".json")
+
+
+def read_record(path: Path) -> Optional[dict]:
+    """The record of the unit saved at ``path``, or None when the unit is not (completely) there.
+
+    Used to resume: a unit whose record holds the expected key is finished and not trained again.
+    """
+    model, scaler, record = unit_files(path)
+    if not (model.is_file() and scaler.is_file() and record.is_file()):
+        return None
+    try:
+        return json.loads(record.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None  # rewritten on the next save
+
+
+def save_unit(path: Path, model, mean: np.ndarray, std: np.ndarray, landmark_ids: np.ndarray,
+              record: dict) -> None:
+    """Save a trained model as a unit at ``path`` (each file atomically, the record last).
+
+    Args:
+        path: the model file (``.keras``); the scaler and record go beside it.
+        model: the tf-keras model.
+        mean, std: (2, K) its input scaling.
+        landmark_ids: (K,) its input columns.
+        record: JSON-able; must hold ``hyper`` and ``reference``.
+    """
+    _, scaler, record_path = unit_files(path)
+    with io.atomic_path(path) as tmp:
+        model.save(tmp)
+    io.write_npz(scaler, mean=mean, std=std, landmark_ids=np.asarray(landmark_ids, np.int64),
+                 hyper=np.asarray(record["hyper"], np.int64), reference=np.array(record["reference"]))
+    io.write_json(record_path, record)  # last: its presence marks the unit finished
+
+
+def copy_unit(source: Path, target: Path, record: dict) -> None:
+    """Copy a saved unit to ``target`` with ``record`` (atomically, the record last)."""
+    for src, dst in zip(unit_files(source)[:2], unit_files(target)[:2]):
+        with io.atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    io.write_json(unit_files(target)[2], record)
+
+
+def load_unit(path: Path, *, variant: str, emotion: str, n_landmarks: int, selection: str,
+              seed: int) -> TrainedModel:
+    """Load the unit saved at ``path`` (:meth:`emolib.run_folder.RunFolder.load_trained` finds it).
+
+    Args:
+        path: the model file.
+        variant, emotion, n_landmarks, selection, seed: which model it is (kept on the result).
+
+    Returns:
+        A :class:`TrainedModel`.
+
+    Raises:
+        DataError: the model, its scaler or its record is missing or unreadable.
+    """
+    import tf_keras as keras
+
+    for p in unit_files(path):
+        if not p.is_file():
+            raise DataError(f"{p}: not found; train the model first (stage 02, "
+                            "emolib.training.train_models)")
+    model_path, scaler_path, record_path = unit_files(path)
+    try:
+        record = json.loads(record_path.read_text())
+        with np.load(scaler_path, allow_pickle=False) as f:
+            mean, std, ids = f["mean"], f["std"], f["landmark_ids"].astype(int)
+            reference = str(f["reference"]) if "reference" in f.files else "none"
+        model = keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # a damaged file: say which
+        raise DataError(f"{model_path}: cannot load the model or its scaler ({exc})") from None
+    return TrainedModel(model=model, landmark_ids=ids, mean=mean, std=std,
+                        hyper=tuple(int(v) for v in record["hyper"]), reference=reference, variant=variant,
+                        emotion=emotion, n_landmarks=int(n_landmarks), selection=selection,
+                        seed=int(seed), record=record)
+
+
+def model_inputs(data: LandmarkSet, trained: TrainedModel) -> np.ndarray:
+    """The exact inputs of a trained model: its landmarks, scaled with its training statistics.
+
+    Args:
+        data: samples (any landmark set holding the model's landmarks).
+        trained: a loaded unit (:func:`load_unit`).
+
+    Returns:
+        (N, P, 2, K, 1) float32.
+
+    Raises:
+        DataError: the data lacks some of the model's landmarks, or has another frame count.
+    """
+    expected = trained.model.input_shape[1] if trained.model is not None else data.frames
+    if expected is not None and data.frames != expected:
+        raise DataError(f"the data holds {data.frames} frames per sample; the model expects {expected}")
+    sub = data.select_landmarks(trained.landmark_ids)
+    return scale_inputs(sub.X, trained.mean, trained.std, trained.reference)

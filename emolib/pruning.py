@@ -1,8 +1,8 @@
 """Stage 04: retrain T-EMO and R-EMO on each emotion's top-K landmarks, against random subsets.
 
 For every K in ``params.pruning.k`` and every selection rule (``ig``: the emotion's top-K landmarks
-from stage 03's ranking; ``random``: a seeded random subset of the same size, the control), the
-training stage's own entry point (:func:`emolib.training.train_models`) trains every
+from stage 03's ranking, read through the run folder; ``random``: a seeded random subset of the
+same size, the control), the training engine (:func:`emolib.training.train_models`) trains every
 (variant, emotion, seed) and appends its rows to ``results/pruning.csv``. Training resumes
 finished models, so an interrupted stage picks up where it stopped.
 
@@ -14,31 +14,20 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from emolib.config import Params
-from emolib.errors import DataError, EmolibError, ParamsError
+from emolib.errors import DataError, ParamsError
 from emolib.landmarks import LandmarkSet
 from emolib.run_folder import RunFolder
-
-# The columns results/training.csv and results/pruning.csv share (the training stage's contract).
-RESULT_COLUMNS: tuple[str, ...] = (
-    "variant", "emotion", "n_landmarks", "selection", "seed", "accuracy", "balanced_accuracy", "f1",
-    "roc_auc", "majority_accuracy", "epochs", "train_seconds", "seconds_per_epoch", "params",
-    "trainable_params", "filters", "lstm_units", "fc_units", "n_train", "n_val", "n_test",
-)
-# The two models of the paper, trained by stage 02 and retrained here.
-VARIANTS: tuple[str, ...] = ("t-emo", "r-emo")
-# One trained model is one row: these columns identify it.
-RESULT_KEY: tuple[str, ...] = ("variant", "emotion", "n_landmarks", "selection", "seed")
+from emolib.training.stage import train_models
+from emolib.training.units import LandmarkChoice
+from emolib.vocab import ALL_LANDMARKS, RESULT_KEY, VARIANTS
 
 Ranking = Mapping[str, Sequence[int]]
-# What train_models takes as ``landmark_ids``: one subset per emotion, or one per (emotion, seed).
-LandmarkChoice = Union[dict[str, np.ndarray], Callable[[str, int], np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -79,10 +68,10 @@ def register_selection(name: str, description: str, *, per_seed: bool, needs_ran
         The decorator; it returns the function unchanged.
 
     Raises:
-        EmolibError: ``name`` is ``all`` or already registered.
+        ValueError: ``name`` is ``all`` or already registered (a programming error).
     """
-    if name == "all" or name in SELECTION_RULES:
-        raise EmolibError(f"selection rule {name!r} is reserved or already registered")
+    if name == ALL_LANDMARKS or name in SELECTION_RULES:
+        raise ValueError(f"selection rule {name!r} is reserved or already registered")
 
     def decorate(func):
         SELECTION_RULES[name] = SelectionRule(name, description, per_seed, needs_ranking, func)
@@ -108,14 +97,14 @@ def top_k_landmarks(emotion: str, k: int, seed: int, ranking: Optional[Ranking],
         ``k`` landmark ids, sorted by id (see :func:`select_landmarks`).
 
     Raises:
-        EmolibError: no ranking, or the ranking of ``emotion`` is missing or too short.
+        DataError: no ranking, or the ranking of ``emotion`` is missing or too short.
     """
     if ranking is None or emotion not in ranking:
-        raise EmolibError(f"no landmark ranking for {emotion!r} (stage 03 writes results/landmark_ranking.csv)")
+        raise DataError(f"no landmark ranking for {emotion!r} (stage 03 writes results/landmark_ranking.csv)")
     available = set(int(i) for i in available_ids)
     ranked = [int(i) for i in ranking[emotion] if int(i) in available]
     if len(ranked) < k:
-        raise EmolibError(f"the ranking of {emotion!r} holds {len(ranked)} landmarks present in the data; "
+        raise DataError(f"the ranking of {emotion!r} holds {len(ranked)} landmarks present in the data; "
                           f"K={k} needs {k}")
     return np.asarray(ranked[:k], dtype=int)
 
@@ -138,11 +127,11 @@ def random_landmarks(emotion: str, k: int, seed: int, ranking: Optional[Ranking]
         ``k`` distinct landmark ids.
 
     Raises:
-        EmolibError: ``k`` exceeds the number of available landmarks.
+        ParamsError: ``k`` exceeds the number of available landmarks.
     """
     available_ids = np.asarray(available_ids, dtype=int)
     if k > available_ids.size:
-        raise EmolibError(f"cannot draw {k} random landmarks from {available_ids.size}")
+        raise ParamsError(f"cannot draw {k} random landmarks from {available_ids.size}")
     # crc32, not hash(): Python salts str hashes per process, and the subset must not change
     # between the run that trains a model and the run that resumes or reports it.
     stream = np.random.default_rng([0xE40, int(seed), int(k), zlib.crc32(emotion.encode())])
@@ -170,14 +159,15 @@ def select_landmarks(rule: str, emotion: str, k: int, seed: int, *, ranking: Opt
 
     Raises:
         ParamsError: ``rule`` is not registered.
-        EmolibError: the rule cannot produce ``k`` landmarks.
+        DataError, ParamsError: the rule cannot produce ``k`` landmarks from these data.
+        ValueError: the rule returned another number of distinct landmarks (a bug in the rule).
     """
     if rule not in SELECTION_RULES:
         raise ParamsError(f"unknown landmark selection rule {rule!r}; known: {sorted(SELECTION_RULES)}")
     ids = SELECTION_RULES[rule].choose(emotion, int(k), int(seed), ranking, np.asarray(available_ids, dtype=int))
     ids = np.sort(np.asarray(ids, dtype=int))
     if ids.size != k or np.unique(ids).size != k:
-        raise EmolibError(f"selection rule {rule!r} returned {np.unique(ids).size} distinct landmarks "
+        raise ValueError(f"selection rule {rule!r} returned {np.unique(ids).size} distinct landmarks "
                           f"for {emotion!r}, expected {k}")
     return ids
 
@@ -269,11 +259,6 @@ def subset_regions(params: Params, ranking: Optional[Ranking], available_ids: Se
     return pd.DataFrame(rows)
 
 
-def pruning_csv(run: RunFolder) -> Path:
-    """Path of ``results/pruning.csv``."""
-    return run.results / "pruning.csv"
-
-
 def check_pruning_inputs(params: Params, data: LandmarkSet, ranking: Optional[Ranking],
                          selections: Sequence[str], source: str = "results/landmark_ranking.csv") -> None:
     """Refuse impossible pruning settings before any model is trained.
@@ -339,13 +324,9 @@ def run_pruning(run: RunFolder, params: Params, data: LandmarkSet, *, ranking: O
     """
     from tqdm.auto import tqdm
 
-    from emolib.training import train_models
-
     selections = list(selections or pruning_selections(params))
     if ranking is None and any(SELECTION_RULES.get(s) and SELECTION_RULES[s].needs_ranking for s in selections):
-        from emolib.attribution import load_ranking
-
-        ranking = load_ranking(run)
+        ranking = run.read_ranking()
     check_pruning_inputs(params, data, ranking, selections)
     plan = [(k, rule) for k in params.pruning.k for rule in selections]
     for k, rule in tqdm(plan, desc="pruning (K, selection)", disable=not progress):
@@ -353,61 +334,9 @@ def run_pruning(run: RunFolder, params: Params, data: LandmarkSet, *, ranking: O
         # The control gets the same treatment as the ranking (grid search included), so that
         # the two differ only in which landmarks they keep.
         train_models(run, params, data, selection=rule, landmark_ids=choice,
-                     grid_search=params.pruning.grid_search, results_csv=pruning_csv(run),
+                     grid_search=params.pruning.grid_search, results_csv=run.pruning_results,
                      progress=progress)
     return load_pruning(run, params, selections=selections)
-
-
-def current_rows(table: pd.DataFrame, params: Params, *, n_landmarks: Optional[Sequence[int]] = None,
-                 selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """Rows of a results table that belong to these parameters, one per model (the latest).
-
-    A results CSV is appended to as models finish; rows from an earlier parameter set (other
-    seeds, other K) or a model trained twice must not count twice in a mean.
-
-    Args:
-        table: a results table with the :data:`RESULT_KEY` columns.
-        params: the run's parameters (emotions, seeds).
-        n_landmarks: keep only these K (default: all).
-        selections: keep only these rules (default: all).
-
-    Returns:
-        The filtered table, index reset.
-    """
-    keep = table["emotion"].isin(params.emotions) & table["seed"].isin(params.seeds)
-    if n_landmarks is not None:
-        keep &= table["n_landmarks"].isin(list(n_landmarks))
-    if selections is not None:
-        keep &= table["selection"].isin(list(selections))
-    out = table[keep].drop_duplicates(subset=list(RESULT_KEY), keep="last")
-    return out.reset_index(drop=True)
-
-
-def read_results_csv(path: Path, required: Sequence[str] = RESULT_COLUMNS) -> pd.DataFrame:
-    """Read a results table and check its columns.
-
-    Args:
-        path: the CSV file.
-        required: columns it must hold.
-
-    Returns:
-        The table.
-
-    Raises:
-        EmolibError: the file is missing, unreadable, empty or lacks a column.
-    """
-    if not path.is_file():
-        raise EmolibError(f"{path}: not found (the stage that writes it has not run)")
-    try:
-        table = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise EmolibError(f"{path}: not a readable CSV ({exc})") from None
-    missing = [c for c in required if c not in table.columns]
-    if missing:
-        raise EmolibError(f"{path}: missing column(s) {missing}")
-    if table.empty:
-        raise EmolibError(f"{path}: holds no rows")
-    return table
 
 
 def load_pruning(run: RunFolder, params: Params, *, selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
@@ -422,10 +351,9 @@ def load_pruning(run: RunFolder, params: Params, *, selections: Optional[Sequenc
         One row per (variant, emotion, n_landmarks, selection, seed).
 
     Raises:
-        EmolibError: results/pruning.csv is missing or malformed.
+        DataError: results/pruning.csv is missing or malformed.
     """
-    table = read_results_csv(pruning_csv(run))
-    return current_rows(table, params, n_landmarks=params.pruning.k, selections=selections)
+    return run.read_results(run.pruning_results, params, n_landmarks=params.pruning.k, selections=selections)
 
 
 def load_runs(run: RunFolder, params: Params) -> pd.DataFrame:
@@ -436,14 +364,13 @@ def load_runs(run: RunFolder, params: Params) -> pd.DataFrame:
         params: the run's parameters.
 
     Returns:
-        The two tables stacked (the columns of :data:`RESULT_COLUMNS`).
+        The two tables stacked (the columns of :data:`~emolib.vocab.RESULT_COLUMNS`).
 
     Raises:
-        EmolibError: results/training.csv or results/pruning.csv is missing or malformed.
+        DataError: results/training.csv or results/pruning.csv is missing or malformed.
     """
-    training = current_rows(read_results_csv(run.results / "training.csv"), params)
     # Stage 02 trains on every landmark; whatever it calls that, here it is the "all" selection.
-    training = training.assign(selection="all")
+    training = run.read_results(run.training_results, params).assign(selection=ALL_LANDMARKS)
     return pd.concat([training, load_pruning(run, params)], ignore_index=True)
 
 
@@ -451,7 +378,7 @@ def ig_minus_random(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean accuracy of IG-selected against random subsets, side by side, per variant, emotion, K.
 
     Args:
-        summary: from :func:`emolib.results.accuracy_summary`.
+        summary: from :func:`emolib.results.tables.accuracy_summary`.
 
     Returns:
         Columns variant, emotion, n_landmarks, all (the all-landmark mean), ig, random,
@@ -482,7 +409,7 @@ def check_pruning_results(table: pd.DataFrame, params: Params,
         selections: the rules that were trained (default :func:`pruning_selections`).
 
     Raises:
-        EmolibError: a model is missing, a metric is NaN, or an accuracy lies outside [0, 1].
+        DataError: a model is missing, a metric is NaN, or an accuracy lies outside [0, 1].
     """
     selections = list(selections or pruning_selections(params))
     expected = {(v, e, k, s, seed) for v in VARIANTS for e in params.emotions for k in params.pruning.k
@@ -490,17 +417,10 @@ def check_pruning_results(table: pd.DataFrame, params: Params,
     have = set(map(tuple, table[list(RESULT_KEY)].itertuples(index=False, name=None)))
     missing = sorted(expected - have)
     if missing:
-        raise EmolibError(f"results/pruning.csv lacks {len(missing)} model(s), first: "
+        raise DataError(f"results/pruning.csv lacks {len(missing)} model(s), first: "
                           f"{dict(zip(RESULT_KEY, missing[0]))}")
     metrics = table[["accuracy", "balanced_accuracy", "f1", "majority_accuracy"]]
     if metrics.isna().any().any():
-        raise EmolibError("results/pruning.csv: a metric is NaN")
+        raise DataError("results/pruning.csv: a metric is NaN")
     if ((metrics < 0) | (metrics > 1)).any().any():
-        raise EmolibError("results/pruning.csv: a metric lies outside [0, 1]")
-
-
-__all__ = ["VARIANTS", "RESULT_COLUMNS", "RESULT_KEY", "SELECTION_RULES", "SelectionRule",
-           "register_selection", "select_landmarks", "landmark_choice", "pruning_selections",
-           "pruning_csv", "pruning_plan", "subset_regions", "load_runs", "ig_minus_random",
-           "check_pruning_inputs", "run_pruning", "current_rows", "read_results_csv",
-           "load_pruning", "check_pruning_results", "top_k_landmarks", "random_landmarks"]
+        raise DataError("results/pruning.csv: a metric lies outside [0, 1]")

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
-from emolib import N_LANDMARKS
+from emolib.vocab import N_LANDMARKS
 
 # Order matters: a landmark in two sets (a few lie on both the lips and the face oval, say) takes
 # the first region listed.
@@ -45,10 +47,37 @@ def region_of(landmark_ids) -> np.ndarray:
     return landmark_regions()[np.asarray(landmark_ids, dtype=int)]
 
 
-def importance_by_region(importance: np.ndarray, landmark_ids=None, how: str = "mean") -> dict[str, float]:
-    """Aggregate per-landmark importance by region (``mean`` or ``sum``)."""
-    importance = np.asarray(importance, dtype=float)
-    ids = np.arange(importance.size) if landmark_ids is None else np.asarray(landmark_ids, dtype=int)
-    regions = region_of(ids)
-    agg = np.mean if how == "mean" else np.sum
-    return {r: float(agg(importance[regions == r])) if np.any(regions == r) else 0.0 for r in REGIONS}
+def region_importance(ranking: pd.DataFrame, k_values: Sequence[int] = (), *, wide: bool = False) -> pd.DataFrame:
+    """Importance per facial region and emotion, and how many of the top-K each region holds.
+
+    Args:
+        ranking: stage 03's ranking (emotion, rank, landmark, importance, region).
+        k_values: K values whose top-K share is added as ``top<K>_share``.
+        wide: return only the mean importance, one row per emotion and one column per region
+            (what stage 03's notebook shows as a heatmap).
+
+    Returns:
+        Per (emotion, region): n_landmarks, mean_importance, importance_share (the region's
+        sum over the emotion's total), and per K the fraction of the top-K in the region.
+    """
+    rows = []
+    for emotion, part in ranking.groupby("emotion", sort=False):
+        part = part.sort_values("rank")
+        total = float(part["importance"].sum()) or 1.0
+        for region in REGIONS:
+            in_region = part["region"] == region
+            row = {"emotion": emotion, "region": region, "n_landmarks": int(in_region.sum()),
+                   "mean_importance": float(part.loc[in_region, "importance"].mean()) if in_region.any() else 0.0,
+                   "importance_share": float(part.loc[in_region, "importance"].sum()) / total}
+            for k in k_values:
+                top = part.head(k)
+                row[f"top{k}_share"] = float((top["region"] == region).mean()) if len(top) else np.nan
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if wide:
+        emotions = list(dict.fromkeys(table["emotion"]))
+        table = table.pivot(index="emotion", columns="region", values="mean_importance").reindex(
+            index=emotions, columns=list(REGIONS))
+        table.index.name, table.columns.name = None, None
+    return table
+

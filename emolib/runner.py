@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -25,9 +24,10 @@ from typing import Callable
 from emolib import io
 from emolib.config import STAGE_SECTIONS, Params
 from emolib.errors import EmolibError, ParamsError
+from emolib.report.html import render_html
 from emolib.run_folder import RunFolder
+from emolib.vocab import STAGES
 
-STAGES: tuple[str, ...] = ("01_data_prep", "02_training", "03_global_ig", "04_pruning", "05_results")
 # Stages whose HTML report hides code (readers want results).
 REPORT_WITHOUT_CODE = {"05_results"}
 # Parameters every notebook's `parameters` cell declares; the runner passes exactly these.
@@ -100,61 +100,6 @@ def check_notebook_parameters(notebook: Path) -> None:
     if missing:
         raise EmolibError(f"{notebook}: its parameters cell does not declare {missing} "
                           f"(declares {sorted(declared)})")
-
-
-def render_html(notebook: Path, hide_code: bool = False) -> Path:
-    """Render an executed notebook to a self-contained HTML file beside it."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(str(notebook), as_version=4)
-    _drop_dead_widget_outputs(nb)
-    _drop_library_log_noise(nb)
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input = hide_code
-    exporter.exclude_input_prompt = hide_code
-    exporter.exclude_output_prompt = hide_code
-    body, _ = exporter.from_notebook_node(nb)
-    # The template loads require.js and MathJax from a CDN; the report needs neither (plotly.js
-    # is embedded) and must open offline without fetching anything.
-    body = _EXTERNAL_SCRIPT.sub("", body)
-    out = notebook.with_suffix(".html")
-    io.write_text(out, body)
-    return out
-
-
-_EXTERNAL_SCRIPT = re.compile(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>')
-# Start-up chatter of TensorFlow / XLA / absl / MediaPipe written to stderr when they are first
-# imported in a kernel (CUDA plugin registration, CPU feature notes). Not the reader's business.
-_LOG_NOISE = re.compile(
-    r"^(?:[EWI]\d{4} [\d:.]+\s+\d+ \S+\]|\d{4}-\d\d-\d\d [\d:.]+: [EWI] \S+\]|WARNING: All log messages before"
-    r"|To enable the following instructions|INFO: Created TensorFlow Lite)")
-
-
-def _drop_library_log_noise(nb) -> None:
-    """Remove native-library start-up log lines from stderr outputs (the notebook keeps them)."""
-    for cell in nb.cells:
-        kept = []
-        for output in cell.get("outputs", []):
-            if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                lines = [ln for ln in output.get("text", "").splitlines(keepends=True) if not _LOG_NOISE.match(ln)]
-                if not "".join(lines).strip():
-                    continue
-                output["text"] = "".join(lines)
-            kept.append(output)
-        cell["outputs"] = kept
-
-
-def _drop_dead_widget_outputs(nb) -> None:
-    """Where an output offers both a live widget and a static HTML view, keep the static one.
-
-    A widget needs a running kernel; in a static report it would show as a dead placeholder.
-    """
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            data = output.get("data")
-            if data and "application/vnd.jupyter.widget-view+json" in data and "text/html" in data:
-                del data["application/vnd.jupyter.widget-view+json"]
 
 
 @contextlib.contextmanager
@@ -238,7 +183,7 @@ def run_study(
         notebook = nb_dir / f"{stage}.ipynb"
         fingerprint = params.fingerprint(*STAGE_SECTIONS[stage]) + ":" + _file_hash(notebook)
         entry = manifest["stages"].get(stage, {})
-        executed = run.root / f"{stage}.ipynb"
+        executed = run.notebook(stage)
         if (not redo_rest and entry.get("status") == "complete"
                 and entry.get("fingerprint") == fingerprint and executed.is_file()):
             log(f"[{stage}] complete with unchanged parameters: skipped (use --force to redo)")
@@ -251,7 +196,7 @@ def run_study(
         io.write_json(run.manifest_path, manifest)
         error = None
         try:
-            with _stderr_to(run.root / "logs" / f"{stage}.kernel.log"):
+            with _stderr_to(run.logs / f"{stage}.kernel.log"):
                 papermill.execute_notebook(
                     str(notebook), str(executed),
                     parameters={"run_dir": str(run.root.resolve()),
@@ -279,7 +224,7 @@ def run_study(
             io.write_json(run.manifest_path, manifest)
             raise EmolibError(f"stage {stage} failed after {wall:.0f} s: {error}\n"
                               f"  the partly executed notebook is {executed}\n"
-                              f"  the kernel's own log is {run.root / 'logs' / f'{stage}.kernel.log'}")
+                              f"  the kernel's own log is {run.logs / f'{stage}.kernel.log'}")
         manifest["stages"][stage].update(
             status="complete", wall_seconds=wall,
             finished=_dt.datetime.now().isoformat(timespec="seconds"))

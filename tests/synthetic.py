@@ -54,9 +54,9 @@ def make_landmark_set(subjects: int = 6, frames: int = 6, n_landmarks: int = N_L
 
 def write_synthetic_run(run_dir: str | Path, params_yaml: str | Path, **kwargs) -> Path:
     """A run folder holding params.yaml and data/landmarks.npz, as stage 01 would leave it."""
+    from emolib import io
     from emolib.config import load_params
     from emolib.run_folder import RunFolder
-    from emolib import io
 
     params = load_params(params_yaml)
     run = RunFolder(Path(run_dir)).ensure()

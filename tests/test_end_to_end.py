@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emolib import EMOTIONS
 from emolib.landmarks import load_landmarks
-from emolib.runner import STAGES
+from emolib.vocab import EMOTIONS, STAGES
 
 pytestmark = pytest.mark.slow
 

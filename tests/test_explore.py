@@ -3,24 +3,24 @@ carries both the live widget and the static plotly HTML, the static Figure 3 has
 and emotion menu, and one video's attribution is computed with IG and cached."""
 from __future__ import annotations
 
-import os
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from emolib import EMOTIONS, N_LANDMARKS
-from emolib.errors import DataError, EmolibError
 from emolib import explore as X
+from emolib.errors import DataError
 from emolib.plots.results import top_k_faces_figure
-from tests.test_results import fake_ranking, write_fake_study
+from emolib.run_folder import RunFolder
+from emolib.vocab import EMOTIONS, N_LANDMARKS, VARIANTS
+from tests.results.test_results import fake_ranking, write_fake_study
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
-    return write_fake_study(tmp_path_factory.mktemp("explore") / "run")
+    run, params = write_fake_study(tmp_path_factory.mktemp("explore") / "run")
+    save_tiny_models(run, params)
+    return run, params
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +91,14 @@ def test_explorer_output_holds_the_widget_and_the_static_html(explorer):
 def test_the_runner_keeps_only_the_static_view_in_the_report(explorer):
     import nbformat
 
-    from emolib.runner import _drop_dead_widget_outputs
+    from emolib.report.html import drop_dead_widget_outputs
 
     bundle = explorer._repr_mimebundle_()
     nb = nbformat.v4.new_notebook()
     cell = nbformat.v4.new_code_cell("explorer")
     cell.outputs = [nbformat.v4.new_output("display_data", data=bundle)]
     nb.cells.append(cell)
-    _drop_dead_widget_outputs(nb)
+    drop_dead_widget_outputs(nb)
     data = nb.cells[0].outputs[0]["data"]
     assert WIDGET not in data and "plotly-graph-div" in data["text/html"]
 
@@ -124,31 +124,45 @@ def test_explorer_controls_redraw_the_panels(explorer):
 
 # ---- one video's attribution -----------------------------------------------------------------------
 
-class TinyTraining:
-    """A stand-in for stage 02's model files: a real (tiny, untrained) Keras model per request,
-    with the training stage's input layout (N, P, 2, K, 1)."""
+def save_tiny_models(run, params, ks=(16, 64, N_LANDMARKS), emotions=EMOTIONS):
+    """Stand-ins for stage 02's and 04's models, saved as real units in the run folder: a tiny,
+    untrained Keras model per (variant, emotion, K) of seed ``ig_seed``, reading the first K
+    landmarks with the training stage's input layout (N, P, 2, K, 1), scaled as x - 0.5."""
+    import tf_keras as keras
 
-    def __init__(self):
+    from emolib.models import save_unit
+
+    for k in ks:
+        selection = "all" if k == N_LANDMARKS else "ig"
+        for variant in VARIANTS:
+            for emotion in emotions:
+                keras.utils.set_random_seed(0)
+                model = keras.Sequential([keras.layers.Input((params.frames, 2, k, 1)), keras.layers.Flatten(),
+                                          keras.layers.Dense(2, activation="softmax")])
+                save_unit(run.model(variant, emotion, k, selection, params.ig_seed), model,
+                          np.full((2, k), 0.5, np.float32), np.ones((2, k), np.float32), np.arange(k),
+                          {"key": "tiny", "hyper": [1, 1, 1], "reference": "none"})
+
+
+class LoadRecorder:
+    """Records which models are loaded from the run folder (the real :meth:`RunFolder.load_trained`)."""
+
+    def __init__(self, monkeypatch):
         self.loaded = []
+        real = RunFolder.load_trained
 
-    def load_trained(self, run, variant, emotion, n_landmarks, selection, seed):
-        import tf_keras as keras
+        def load_trained(run, variant, emotion, n_landmarks, selection, seed):
+            self.loaded.append((variant, emotion, n_landmarks, selection, seed))
+            return real(run, variant, emotion, n_landmarks, selection, seed)
 
-        self.loaded.append((variant, emotion, n_landmarks, selection, seed))
-        ids = np.arange(n_landmarks)
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.layers.Input((3, 2, n_landmarks, 1)), keras.layers.Flatten(),
-                                  keras.layers.Dense(2, activation="softmax")])
-        return SimpleNamespace(model=model, landmark_ids=ids)
-
-    def model_inputs(self, data, trained):
-        return (data.select_landmarks(trained.landmark_ids).X - 0.5)[..., None].astype(np.float32)
+        monkeypatch.setattr(RunFolder, "load_trained", load_trained)
 
 
 @pytest.fixture(scope="module")
 def tf_few_threads():
-    import emolib  # noqa: F401  (selects tf-keras)
     import tensorflow as tf
+
+    import emolib  # noqa: F401  (selects tf-keras)
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)
@@ -157,79 +171,78 @@ def tf_few_threads():
         pass  # already initialised by another test module
 
 
-def test_explain_sample_runs_ig_against_the_other_emotions_typical_videos_and_caches(fake_run, tf_few_threads):
-    from emolib.landmarks import load_landmarks
-
+def test_explain_sample_runs_ig_against_the_other_emotions_typical_videos_and_caches(fake_run, tf_few_threads,
+                                                                                      monkeypatch):
     run, params = fake_run
-    data = load_landmarks(run.landmarks)
-    api = TinyTraining()
+    data = run.read_landmarks()
+    api = LoadRecorder(monkeypatch)
     sample = 8  # S001, fear
-    out = X.explain_sample(run, params, data, sample, variant="r-emo", n_landmarks=16, training_api=api)
+    out = X.explain_sample(run, params, data, sample, variant="r-emo", n_landmarks=16)
     assert api.loaded == [("r-emo", "fear", 16, "ig", params.ig_seed)]
     assert out["attribution"].shape == (params.frames, 16) and np.isfinite(out["attribution"]).all()
     assert (out["attribution"] >= 0).all() and out["attribution"].sum() > 0
     assert sorted(out["baseline_emotions"].tolist()) == sorted(set(EMOTIONS) - {"fear"})
     assert 0.0 <= float(out["probability"]) <= 1.0
-    cached = list((run.cache / "explore").glob("*.npz"))
+    cached = list(run.explore_cache.glob("*.npz"))
     assert len(cached) == 1
-    again = X.explain_sample(run, params, data, sample, variant="r-emo", n_landmarks=16, training_api=api)
+    again = X.explain_sample(run, params, data, sample, variant="r-emo", n_landmarks=16)
     assert len(api.loaded) == 1  # read from the cache, no model loaded
     assert np.array_equal(again["attribution"], out["attribution"])
-    X.explain_sample(run, params, data, sample, variant="t-emo", n_landmarks=16, training_api=api)
-    assert len(api.loaded) == 2 and len(list((run.cache / "explore").glob("*.npz"))) == 2
+    X.explain_sample(run, params, data, sample, variant="t-emo", n_landmarks=16)
+    assert len(api.loaded) == 2 and len(list(run.explore_cache.glob("*.npz"))) == 2
 
 
-def test_explain_sample_with_centroid_baselines(tmp_path, tf_few_threads):
+def test_explain_sample_with_centroid_baselines(tmp_path, tf_few_threads, monkeypatch):
     """With ig.typical: centroid, each baseline is the mean input (under the explained model) of
     the rows stage 03 averaged, read from typical_rows.json; typical.csv has sample -1."""
-    from emolib import attribution as A
-    from emolib.landmarks import load_landmarks
-    from tests.test_results import make_params, write_fake_study
+    from emolib import ig
+    from emolib.explain import typical as T
+    from emolib.models import model_inputs
+    from tests.results.test_results import make_params, write_fake_study
 
     run, params = write_fake_study(tmp_path / "run", make_params(**{"ig.typical": "centroid"}))
-    data = load_landmarks(run.landmarks)
+    save_tiny_models(run, params, ks=(16,), emotions=("fear",))
+    data = run.read_landmarks()
     rows = {e: np.where(data.emotion == e)[0] for e in params.emotions}
     assert all(len(r) >= 2 for r in rows.values())
-    table = A.write_typical(run, "t-emo", [A.choose_typical(e, r, data.X[r], "centroid") for e, r in rows.items()],
+    table = T.write_typical(run, "t-emo", [T.choose_typical(e, r, data.X[r], "centroid") for e, r in rows.items()],
                             data)
     assert (table["sample"] == -1).all() and (table["strategy"] == "centroid").all()
     assert table["sequence"].tolist() == [f"centroid of {len(r)} samples" for r in rows.values()]
-    api = TinyTraining()
+    api = LoadRecorder(monkeypatch)
     sample = 8  # S001, fear
-    out = X.explain_sample(run, params, data, sample, n_landmarks=16, training_api=api)
+    out = X.explain_sample(run, params, data, sample, n_landmarks=16)
     assert api.loaded == [("t-emo", "fear", 16, "ig", params.ig_seed)]
     # by hand: IG of the sample against each other emotion's mean input under the same model
-    trained = api.load_trained(run, "t-emo", "fear", 16, "ig", params.ig_seed)
+    trained = run.load_trained("t-emo", "fear", 16, "ig", params.ig_seed)
     others = [e for e in params.emotions if e != "fear"]
-    bases = np.stack([api.model_inputs(data.subset(rows[e]), trained).mean(axis=0) for e in others])
-    x = np.repeat(api.model_inputs(data.subset(np.array([sample])), trained), len(others), axis=0)
-    ig = A.integrated_gradients(trained.model, x, bases, steps=params.ig.steps, target=1).attributions
-    np.testing.assert_allclose(out["attribution"], np.abs(ig[..., 0]).sum(axis=2).mean(axis=0), rtol=1e-5, atol=1e-9)
+    bases = np.stack([model_inputs(data.subset(rows[e]), trained).mean(axis=0) for e in others])
+    x = np.repeat(model_inputs(data.subset(np.array([sample])), trained), len(others), axis=0)
+    attributions = ig.integrated_gradients(trained.model, x, bases, steps=params.ig.steps, target=1).attributions
+    np.testing.assert_allclose(out["attribution"], np.abs(attributions[..., 0]).sum(axis=2).mean(axis=0), rtol=1e-5,
+                               atol=1e-9)
     assert out["baseline_emotions"].tolist() == others
     # the centroid's rows are needed: without typical_rows.json, a clear error (no stale cache hit:
     # a different ig.typical keys another cache file)
-    A.typical_paths(run)[1].unlink()
-    with pytest.raises(EmolibError, match="typical_rows.json: no rows for the centroid baseline"):
-        X.explain_sample(run, params, data, 9, n_landmarks=16, training_api=api)
+    run.typical()[1].unlink()
+    with pytest.raises(DataError, match="typical_rows.json: no rows for the centroid baseline"):
+        X.explain_sample(run, params, data, 9, n_landmarks=16)
 
 
 def test_explain_sample_errors_are_clear(fake_run, tmp_path):
-    from emolib.landmarks import load_landmarks
-    from emolib.run_folder import RunFolder
-
     run, params = fake_run
-    data = load_landmarks(run.landmarks)
+    data = run.read_landmarks()
     with pytest.raises(DataError, match="sample 999 is not a row"):
-        X.explain_sample(run, params, data, 999, training_api=TinyTraining())
+        X.explain_sample(run, params, data, 999)
     empty = RunFolder(tmp_path / "empty").ensure()
-    with pytest.raises(EmolibError, match="typical.csv: no typical videos"):
-        X.explain_sample(empty, params, data, 0, training_api=TinyTraining())
+    with pytest.raises(DataError, match="typical.csv: no typical videos"):
+        X.explain_sample(empty, params, data, 0)
 
 
-def test_the_explorer_draws_the_selected_videos_attribution(fake_run, tf_few_threads):
+def test_the_explorer_draws_the_selected_videos_attribution(fake_run, tf_few_threads, monkeypatch):
     run, params = fake_run
-    api = TinyTraining()
-    explorer = X.open_explorer(run, params, training_api=api)
+    api = LoadRecorder(monkeypatch)
+    explorer = X.open_explorer(run, params)
     explorer.widget()
     explorer.emotion.value = "happiness"
     explorer.k.value = 64
@@ -246,15 +259,13 @@ def test_the_explorer_draws_the_selected_videos_attribution(fake_run, tf_few_thr
     assert api.loaded[-1][2:4] == (468, "all")
 
 
-def test_the_explorer_reports_a_missing_model_in_its_status_line(fake_run):
-    run, params = fake_run
+def test_the_explorer_reports_a_missing_model_in_its_status_line(tmp_path):
+    from tests.results.test_results import write_fake_study
 
-    class NoModels(TinyTraining):
-        def load_trained(self, *args):
-            raise EmolibError("models/x.keras: not found")
-
-    explorer = X.open_explorer(run, params, training_api=NoModels())
+    run, params = write_fake_study(tmp_path / "run")  # stage 03's files, no model saved
+    explorer = X.open_explorer(run, params)
     explorer.widget()
     explorer.sample.value = explorer.sample.options[1][1]
     assert explorer.show_sample() is None
-    assert "models/x.keras: not found" in explorer.status.value
+    missing = run.model("t-emo", explorer.emotion.value, int(explorer.k.value), "ig", params.ig_seed)
+    assert f"{missing}: not found" in explorer.status.value

@@ -6,9 +6,15 @@ import pytest
 
 import emolib  # noqa: F401  (selects tf-keras before TensorFlow loads)
 from emolib.errors import ParamsError
-from emolib.models import (CONV_LAYER, build_model, conv_kernel, conv_weights, count_params,
-                           initial_weights)
-from emolib.training import configure_tensorflow
+from emolib.models import (
+    CONV_LAYER,
+    build_model,
+    configure_tensorflow,
+    conv_kernel,
+    conv_weights,
+    count_params,
+    initial_weights,
+)
 
 configure_tensorflow(threads=1)
 

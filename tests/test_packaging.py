@@ -27,7 +27,8 @@ def test_environment_yml_carries_the_pyproject_pins():
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     env_pins = dict(_spec(r) for r in pip if not r.startswith("-"))
     for name in PINNED:
-        assert env_pins.get(name) == pins[name], f"{name}: environment.yml {env_pins.get(name)} != pyproject {pins[name]}"
+        assert env_pins.get(name) == pins[name], \
+            f"{name}: environment.yml {env_pins.get(name)} != pyproject {pins[name]}"
     assert pins["mediapipe"] == "==0.10.21" and pins["tensorflow"] == "==2.19.*" and pins["tf-keras"] == "==2.19.*"
     assert project["requires-python"].startswith(">=3.11")
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emolib import EMOTIONS, N_LANDMARKS
-from emolib.config import parse_params
-from emolib.errors import DataError, EmolibError, ParamsError
 from emolib import pruning as P
+from emolib.config import parse_params
+from emolib.errors import DataError, ParamsError
+from emolib.vocab import EMOTIONS, N_LANDMARKS, RESULT_COLUMNS, VARIANTS
 from tests.synthetic import make_landmark_set
 
 ALL_IDS = np.arange(N_LANDMARKS)
@@ -44,11 +44,11 @@ def test_a_new_rule_is_one_registration_away():
     try:
         ids = P.select_landmarks("lowest_ids", "anger", 5, 0, available_ids=ALL_IDS)
         assert ids.tolist() == [0, 1, 2, 3, 4]  # sorted by id whatever order the rule returned
-        with pytest.raises(EmolibError, match="already registered"):
+        with pytest.raises(ValueError, match="already registered"):
             P.register_selection("lowest_ids", "again", per_seed=False, needs_ranking=False)
     finally:
         del P.SELECTION_RULES["lowest_ids"]
-    with pytest.raises(EmolibError, match="reserved"):
+    with pytest.raises(ValueError, match="reserved"):
         P.register_selection("all", "the full set", per_seed=False, needs_ranking=False)
 
 
@@ -63,7 +63,7 @@ def test_a_rule_returning_too_few_landmarks_is_caught():
         return np.zeros(k, dtype=int)
 
     try:
-        with pytest.raises(EmolibError, match="returned 1 distinct landmarks"):
+        with pytest.raises(ValueError, match="returned 1 distinct landmarks"):
             P.select_landmarks("broken", "anger", 4, 0, available_ids=ALL_IDS)
     finally:
         del P.SELECTION_RULES["broken"]
@@ -85,9 +85,9 @@ def test_ig_skips_ranked_landmarks_the_data_lacks():
     ranking = {"anger": np.array([5, 400, 7, 3, 2])}
     ids = P.select_landmarks("ig", "anger", 3, 0, ranking=ranking, available_ids=np.arange(10))
     assert ids.tolist() == [3, 5, 7]
-    with pytest.raises(EmolibError, match="holds 4 landmarks present in the data; K=5"):
+    with pytest.raises(DataError, match="holds 4 landmarks present in the data; K=5"):
         P.select_landmarks("ig", "anger", 5, 0, ranking=ranking, available_ids=np.arange(10))
-    with pytest.raises(EmolibError, match="no landmark ranking for 'fear'"):
+    with pytest.raises(DataError, match="no landmark ranking for 'fear'"):
         P.select_landmarks("ig", "fear", 3, 0, ranking=ranking, available_ids=np.arange(10))
 
 
@@ -109,7 +109,7 @@ def test_random_subsets_draw_only_from_available_landmarks():
     available = np.arange(100, 200)
     ids = P.select_landmarks("random", "anger", 50, 3, available_ids=available)
     assert np.isin(ids, available).all()
-    with pytest.raises(EmolibError, match="cannot draw 120 random landmarks from 100"):
+    with pytest.raises(ParamsError, match="cannot draw 120 random landmarks from 100"):
         P.select_landmarks("random", "anger", 120, 3, available_ids=available)
 
 
@@ -182,45 +182,25 @@ def test_bad_rankings_are_refused_naming_the_file_and_emotion():
 # ---- results tables --------------------------------------------------------------------------------
 
 def rows(**over):
-    base = {c: 0.5 for c in P.RESULT_COLUMNS}
+    base = {c: 0.5 for c in RESULT_COLUMNS}
     base.update(variant="t-emo", emotion="anger", n_landmarks=16, selection="ig", seed=0)
     base.update(over)
     return base
 
 
-def test_current_rows_keep_the_latest_row_of_each_model_and_the_params_seeds():
-    params = small_params()
-    table = pd.DataFrame([rows(accuracy=0.6), rows(accuracy=0.7), rows(seed=7), rows(n_landmarks=32),
-                          rows(emotion="fear", selection="random")])
-    out = P.current_rows(table, params, n_landmarks=[16], selections=["ig"])
-    assert len(out) == 1 and out["accuracy"].iloc[0] == 0.7
-
-
-def test_results_csv_problems_name_the_file(tmp_path):
-    with pytest.raises(EmolibError, match=r"pruning.csv: not found"):
-        P.read_results_csv(tmp_path / "pruning.csv")
-    path = tmp_path / "bad.csv"
-    pd.DataFrame([{"variant": "t-emo"}]).to_csv(path, index=False)
-    with pytest.raises(EmolibError, match=r"bad.csv: missing column"):
-        P.read_results_csv(path)
-    path.write_text("")
-    with pytest.raises(EmolibError, match=r"bad.csv: not a readable CSV"):
-        P.read_results_csv(path)
-
-
 def test_check_pruning_results_finds_missing_models_and_bad_metrics():
     params = parse_params({"emotions": ["anger", "fear"], "seeds": [0], "pruning": {"k": [16]}}, "t")
-    full = pd.DataFrame([rows(variant=v, emotion=e, selection=s, accuracy=0.8) for v in P.VARIANTS
+    full = pd.DataFrame([rows(variant=v, emotion=e, selection=s, accuracy=0.8) for v in VARIANTS
                          for e in ("anger", "fear") for s in ("ig", "random")])
     P.check_pruning_results(full, params)
-    with pytest.raises(EmolibError, match="lacks 1 model"):
+    with pytest.raises(DataError, match="lacks 1 model"):
         P.check_pruning_results(full.iloc[1:], params)
     broken = full.copy()
     broken.loc[0, "accuracy"] = np.nan
-    with pytest.raises(EmolibError, match="NaN"):
+    with pytest.raises(DataError, match="NaN"):
         P.check_pruning_results(broken, params)
     broken.loc[0, "accuracy"] = 1.5
-    with pytest.raises(EmolibError, match="outside"):
+    with pytest.raises(DataError, match="outside"):
         P.check_pruning_results(broken, params)
 
 
@@ -248,8 +228,8 @@ def test_subset_regions_count_each_subset_and_its_overlap_with_ig():
 
 
 def test_load_runs_and_ig_minus_random(tmp_path):
-    from tests.test_results import IG_GAIN, RANDOM_LOSS, write_fake_study
-    from emolib.results import accuracy_summary
+    from emolib.results.tables import accuracy_summary
+    from tests.results.test_results import IG_GAIN, RANDOM_LOSS, write_fake_study
 
     run, params = write_fake_study(tmp_path / "run")
     runs = P.load_runs(run, params)
@@ -288,7 +268,6 @@ def tiny_study(tmp_path_factory):
 
 
 def test_pruning_trains_each_rule_on_its_subsets(tiny_study):
-    from emolib.training import load_trained
 
     run, params, data, ranking, table = tiny_study
     assert len(table) == 2 * 2 * 2 * 1  # variants x emotions x rules x seeds
@@ -297,9 +276,9 @@ def test_pruning_trains_each_rule_on_its_subsets(tiny_study):
     on_disk = pd.read_csv(run.results / "pruning.csv")
     assert len(on_disk) == 8 and not (run.results / "training.csv").exists()  # stage 02's table untouched
     for emotion in params.emotions:
-        ig = load_trained(run, "r-emo", emotion, 8, "ig", 0)
+        ig = run.load_trained("r-emo", emotion, 8, "ig", 0)
         assert ig.landmark_ids.tolist() == sorted(ranking[emotion][:8].tolist())
-        rnd = load_trained(run, "t-emo", emotion, 8, "random", 0)
+        rnd = run.load_trained("t-emo", emotion, 8, "random", 0)
         assert rnd.landmark_ids.tolist() == P.select_landmarks("random", emotion, 8, 0, available_ids=ALL_IDS).tolist()
 
 

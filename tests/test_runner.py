@@ -13,7 +13,8 @@ from notebook_tool import write_notebook  # noqa: E402
 
 from emolib.config import parse_params
 from emolib.errors import EmolibError, ParamsError
-from emolib.runner import STAGES, parse_stages, run_study
+from emolib.runner import parse_stages, run_study
+from emolib.vocab import STAGES
 
 PARAMS_CELL = ('run_dir: str = "../runs/demo"  # run folder\n'
                'params_file: str = ""  # params file\n')

@@ -1,7 +1,15 @@
-"""Plotly figures. Each stage's figures live in a module of its own; ``face`` is shared."""
+"""Plotly figures, and nothing else (saving them as pages is :mod:`emolib.report.html`'s job).
+
+Each stage's figures live in a module of its own (:mod:`~emolib.plots.data`,
+:mod:`~emolib.plots.training`, :mod:`~emolib.plots.attribution`, :mod:`~emolib.plots.results`);
+:mod:`~emolib.plots.face` is shared. Every figure function has a name of its own.
+"""
 from __future__ import annotations
 
 import re
+
+# One colour per variant in every figure.
+VARIANT_COLOURS = {"t-emo": "#1f77b4", "r-emo": "#ff7f0e"}
 
 _MATHJAX_CDN = re.compile(r'<script[^>]*\bsrc="https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[^"]*"[^>]*>\s*</script>')
 

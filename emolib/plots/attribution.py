@@ -1,7 +1,6 @@
 """Figures of stage 03 (global Integrated Gradients): plotly, interactive in the static HTML too."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -9,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from emolib import io
+from emolib._deprecated import module_getattr as _module_getattr
 from emolib.plots.face import face_layout, face_scatter
 
 
@@ -116,13 +115,13 @@ def importance_faces_figure(xy: np.ndarray, importance: Mapping[str, np.ndarray]
     return fig
 
 
-def region_importance_figure(table: pd.DataFrame, title: str = "Mean landmark importance per facial region"
+def region_heatmap_figure(table: pd.DataFrame, title: str = "Mean landmark importance per facial region"
                              ) -> go.Figure:
     """Heatmap, emotions x regions, each row scaled to its own maximum (so emotions compare).
 
     Args:
         table: index emotions, columns regions, values mean importance
-            (:func:`emolib.attribution.region_importance_table`).
+            (:func:`emolib.regions.region_importance` with ``wide=True``).
         title: figure title.
 
     Returns:
@@ -199,17 +198,8 @@ def planted_recovery_figure(table: pd.DataFrame, top: int = 64,
     return fig
 
 
-def save_figure(fig: go.Figure, path: str | Path) -> Path:
-    """Write a figure as self-contained HTML (plotly.js embedded: opens offline), atomically.
-
-    Args:
-        fig: the figure.
-        path: the .html file to write.
-
-    Returns:
-        ``path``.
-    """
-    path = Path(path)
-    with io.atomic_path(path) as tmp:
-        fig.write_html(str(tmp), include_plotlyjs=True, full_html=True)
-    return path
+# Names before 0.2 (deprecated; see emolib._deprecated).
+__getattr__ = _module_getattr(__name__, {
+    "region_importance_figure": "emolib.plots.attribution:region_heatmap_figure",
+    "save_figure": "emolib.report.html",
+})

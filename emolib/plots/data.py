@@ -9,9 +9,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from emolib import EMOTIONS
+from emolib._deprecated import module_getattr as _module_getattr
 from emolib.landmarks import LandmarkSet
 from emolib.plots.face import face_layout, face_scatter
+from emolib.vocab import EMOTIONS
 
 STATUS_COLOURS = {"ok": "#2ca02c", "filled": "#bcbd22", "dropped": "#ff7f0e", "skipped": "#7f7f7f",
                   "error": "#d62728"}
@@ -161,7 +162,7 @@ def displacement_figure(X: np.ndarray, landmark_ids=None, top: int = 12, title: 
     return fig
 
 
-def ground_truth_figure(xy: np.ndarray, ground_truth: dict, landmark_ids=None) -> go.Figure:
+def planted_landmarks_figure(xy: np.ndarray, ground_truth: dict, landmark_ids=None) -> go.Figure:
     """The demo's known answer: the landmarks each emotion's expression program moves.
 
     Args:
@@ -184,8 +185,8 @@ def ground_truth_figure(xy: np.ndarray, ground_truth: dict, landmark_ids=None) -
             text += f"<br><sub>{descriptions[emotion]}</sub>"
         buttons.append(dict(label=emotion, method="update", args=[{"visible": visible}, {"title": text}]))
     first = emotions[0] if emotions else ""
-    title = (f"{first}: {len(ground_truth['landmarks'][first])} landmarks move<br><sub>{descriptions.get(first, '')}</sub>"
-             if first else "")
+    title = (f"{first}: {len(ground_truth['landmarks'][first])} landmarks move"
+             f"<br><sub>{descriptions.get(first, '')}</sub>" if first else "")
     fig.update_layout(updatemenus=[dict(buttons=buttons, x=1.0, y=1.12, xanchor="right")])
     return face_layout(fig, title)
 
@@ -195,3 +196,9 @@ def status_table(report: pd.DataFrame, statuses: Optional[Sequence[str]] = None)
     if statuses is None:
         return report[report["status"] != "ok"].reset_index(drop=True)
     return report[report["status"].isin(list(statuses))].reset_index(drop=True)
+
+
+# Names before 0.2 (deprecated; see emolib._deprecated).
+__getattr__ = _module_getattr(__name__, {
+    "ground_truth_figure": "emolib.plots.data:planted_landmarks_figure",
+})

@@ -14,11 +14,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from emolib._deprecated import module_getattr as _module_getattr
+from emolib.plots import VARIANT_COLOURS
 from emolib.plots.face import face_layout, face_scatter
 from emolib.regions import REGIONS
+from emolib.vocab import VARIANT_LABELS
 
-VARIANT_COLORS = {"t-emo": "#1f77b4", "r-emo": "#ff7f0e"}
-VARIANT_LABELS = {"t-emo": "T-EMO", "r-emo": "R-EMO"}
 SELECTION_DASH = {"ig": "solid", "random": "dot"}
 SELECTION_LABELS = {"ig": "IG top-K", "random": "random K"}
 
@@ -57,7 +58,7 @@ def accuracy_vs_k_figure(summary: pd.DataFrame, emotions: Sequence[str], *, full
     shown: set[str] = set()
     for i, emotion in enumerate(emotions):
         row, col = i // cols + 1, i % cols + 1
-        for variant in [v for v in VARIANT_COLORS if v in set(summary["variant"])]:
+        for variant in [v for v in VARIANT_COLOURS if v in set(summary["variant"])]:
             part = summary[(summary["variant"] == variant) & (summary["emotion"] == emotion)]
             full = part[part["selection"] == "all"]
             for selection in selections:
@@ -69,7 +70,7 @@ def accuracy_vs_k_figure(summary: pd.DataFrame, emotions: Sequence[str], *, full
                     x=line["n_landmarks"], y=line["mean"], mode="lines+markers", name=name, legendgroup=name,
                     showlegend=name not in shown,
                     error_y=dict(type="data", array=line["std"].fillna(0.0), visible=True, thickness=1),
-                    line=dict(color=VARIANT_COLORS.get(variant), dash=SELECTION_DASH.get(selection, "dash")),
+                    line=dict(color=VARIANT_COLOURS.get(variant), dash=SELECTION_DASH.get(selection, "dash")),
                     hovertemplate=f"{name}<br>K=%{{x}}<br>{metric_label} %{{y:.3f}}<extra>{emotion}</extra>"),
                     row=row, col=col)
                 shown.add(name)
@@ -78,7 +79,8 @@ def accuracy_vs_k_figure(summary: pd.DataFrame, emotions: Sequence[str], *, full
                 name = f"{VARIANT_LABELS.get(variant, variant)}, paper (CK+)"
                 fig.add_trace(go.Scatter(
                     x=ref["n_landmarks"], y=ref["paper_mean"], mode="markers", name=name, legendgroup=name,
-                    showlegend=name not in shown, marker=dict(symbol="x", color=VARIANT_COLORS.get(variant), opacity=0.5),
+                    showlegend=name not in shown,
+                    marker=dict(symbol="x", color=VARIANT_COLOURS.get(variant), opacity=0.5),
                     hovertemplate=f"{name}<br>K=%{{x}}<br>%{{y:.3f}}<extra>{emotion}</extra>"), row=row, col=col)
                 shown.add(name)
     fig.update_xaxes(type="log", tickvals=ks, ticktext=[str(k) for k in ks], autorange="reversed")
@@ -212,12 +214,13 @@ def cost_figure(cost: pd.DataFrame, *, full_k: int) -> go.Figure:
     part = cost[cost["selection"].isin(["all", "ig"])]
     ks = sorted(set(part["n_landmarks"]) | {full_k})
     for c, (col, label) in enumerate(panels, start=1):
-        for variant in [v for v in VARIANT_COLORS if v in set(part["variant"])]:
+        for variant in [v for v in VARIANT_COLOURS if v in set(part["variant"])]:
             line = part[part["variant"] == variant].sort_values("n_landmarks")
             fig.add_trace(go.Scatter(x=line["n_landmarks"], y=line[col], mode="lines+markers",
                                      name=VARIANT_LABELS[variant], legendgroup=variant, showlegend=c == 1,
-                                     line=dict(color=VARIANT_COLORS[variant]),
-                                     hovertemplate=f"{VARIANT_LABELS[variant]}<br>K=%{{x}}<br>{label} %{{y:.4g}}<extra></extra>"),
+                                     line=dict(color=VARIANT_COLOURS[variant]),
+                                     hovertemplate=f"{VARIANT_LABELS[variant]}<br>K=%{{x}}<br>{label} "
+                                                   "%{y:.4g}<extra></extra>"),
                           row=1, col=c)
     fig.update_xaxes(type="log", tickvals=ks, ticktext=[str(k) for k in ks], autorange="reversed", title_text="K")
     fig.update_layout(template="plotly_white", height=380, title="Cost against K (mean over emotions and seeds)")
@@ -260,13 +263,15 @@ def paired_differences_figure(statistics: pd.DataFrame, emotions: Sequence[str])
                                  visible=len(labels) == 1, colorbar=dict(title="mean diff."),
                                  hovertemplate="%{y}, K=%{x}<br>%{text}<extra></extra>"))
     buttons = [dict(method="update", label=lab,
-                    args=[{"visible": [j == i for j in range(len(labels))]}, {"title.text": f"Paired differences: {lab}"}])
+                    args=[{"visible": [j == i for j in range(len(labels))]},
+                          {"title.text": f"Paired differences: {lab}"}])
                for i, lab in enumerate(labels)]
     fig.update_yaxes(autorange="reversed")  # first emotion on top, as in the tables
     fig.update_layout(template="plotly_white", height=160 + 70 * len(emotions), xaxis_title="K",
                       xaxis_type="category",
                       title=f"Paired differences: {labels[0]}" if labels else "Paired differences",
-                      updatemenus=[dict(type="dropdown", buttons=buttons, x=1.0, xanchor="right", y=1.18)] if buttons else [],
+                      updatemenus=([dict(type="dropdown", buttons=buttons, x=1.0, xanchor="right", y=1.18)]
+                                   if buttons else []),
                       margin=dict(t=110))
     return fig
 
@@ -339,20 +344,7 @@ def sample_attribution_figure(attribution: np.ndarray, landmark_ids: Sequence[in
     return fig
 
 
-def figures_page(figures: Sequence[go.Figure], title: str) -> str:
-    """One standalone HTML page holding ``figures``, plotly.js embedded once (works offline).
-
-    Args:
-        figures: the figures, in order.
-        title: the page title.
-
-    Returns:
-        The HTML text.
-    """
-    import html as _html
-
-    import plotly.io as pio
-
-    parts = [pio.to_html(fig, include_plotlyjs=(i == 0), full_html=False) for i, fig in enumerate(figures)]
-    return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>" + _html.escape(title) + "</title></head>"
-            "<body><h1>" + _html.escape(title) + "</h1>\n" + "\n".join(parts) + "\n</body></html>\n")
+# Names before 0.2 (deprecated; see emolib._deprecated).
+__getattr__ = _module_getattr(__name__, {
+    "figures_page": "emolib.report.html",
+})

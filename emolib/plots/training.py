@@ -8,9 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from emolib import EMOTIONS
+from emolib._deprecated import module_getattr as _module_getattr
+from emolib.plots import VARIANT_COLOURS
+from emolib.vocab import EMOTIONS, VARIANTS
 
-VARIANT_COLOURS = {"t-emo": "#1f77b4", "r-emo": "#ff7f0e"}
 BASELINE_COLOURS = {"linear": "#2ca02c", "rbf": "#9467bd", "majority": "#7f7f7f"}
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "f1": "F1",
                  "roc_auc": "ROC AUC"}
@@ -53,7 +54,7 @@ def accuracy_figure(table: pd.DataFrame, svm: Optional[pd.DataFrame] = None,
     for metric in metrics:
         idx = []
         visible = metric == metrics[0]
-        for variant in ("t-emo", "r-emo"):
+        for variant in VARIANTS:
             rows = table[table["variant"] == variant]
             if rows.empty:
                 continue
@@ -151,7 +152,7 @@ def learning_curves_figure(history: pd.DataFrame, n_landmarks: Optional[int] = N
     return fig
 
 
-def cost_figure(table: pd.DataFrame) -> go.Figure:
+def training_cost_figure(table: pd.DataFrame) -> go.Figure:
     """The cost of one model, T-EMO against R-EMO: seconds per epoch, seconds of training (to
     early stopping) and trainable parameters, mean ± std over emotions and seeds, per K.
 
@@ -165,7 +166,7 @@ def cost_figure(table: pd.DataFrame) -> go.Figure:
                         subplot_titles=("seconds per epoch", "training seconds per model", "trainable parameters"))
     ks = sorted(set(table["n_landmarks"]), reverse=True)
     x = [f"K={k}" for k in ks]
-    for variant in ("t-emo", "r-emo"):
+    for variant in VARIANTS:
         rows = table[table["variant"] == variant]
         if rows.empty:
             continue
@@ -201,8 +202,15 @@ def grid_figure(grid: pd.DataFrame) -> go.Figure:
         fig.add_trace(go.Bar(x=emotions, y=rows["val_accuracy"], name=config,
                              marker=dict(line=dict(width=[3 if c else 0 for c in chosen], color="black")),
                              customdata=rows["val_loss"],
-                             hovertemplate="%{x} " + config + "<br>val accuracy %{y:.3f}<br>val loss %{customdata:.3f}<extra></extra>"))
+                             hovertemplate="%{x} " + config + "<br>val accuracy %{y:.3f}"
+                                           "<br>val loss %{customdata:.3f}<extra></extra>"))
     fig.update_layout(barmode="group", template="plotly_white", height=400, yaxis=dict(range=[0, 1.05],
                       title="validation accuracy"), title="grid search (T-EMO, outlined: chosen)",
                       legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+# Names before 0.2 (deprecated; see emolib._deprecated).
+__getattr__ = _module_getattr(__name__, {
+    "cost_figure": "emolib.plots.training:training_cost_figure",
+})

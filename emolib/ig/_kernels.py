@@ -1,6 +1,6 @@
 """The structured IG engine's binning, as fused CPU kernels (numba).
 
-The structured engine (see :mod:`emolib.attribution`) needs, for every (sample, frame) row and
+The structured engine (see :mod:`emolib.ig.structured`) needs, for every (sample, frame) row and
 every convolution unit ``u`` with pre-activation ``c0 + alpha * c1``, the range of alphas at
 which the unit is on, and then
 
@@ -17,7 +17,8 @@ rather than traffic-bound, and where numba is missing.
 
 One kernel classifies the units (:func:`_codes`); the forward and the backward both read its
 codes, so they agree on every unit. The convolution (:func:`_convolve`) and its transpose (the
-end of :func:`_backward`) run here too, so only the recurrence and the head go to TensorFlow. The rule is the TensorFlow version's: a unit is on where
+end of :func:`_backward`) run here too, so only the recurrence and the head go to TensorFlow.
+The rule is the TensorFlow version's: a unit is on where
 ``c0 + alpha * c1 > 0`` (at an exact tie float rounding may decide either way, as it may in any
 engine).
 """

@@ -126,9 +126,9 @@ def test_figure3_menu_and_slider_work_in_a_static_page(tmp_path):
     import plotly.io as pio
     from bs4 import BeautifulSoup
 
-    from emolib import EMOTIONS
     from emolib.plots.results import top_k_faces_figure
-    from tests.test_results import fake_ranking
+    from emolib.vocab import EMOTIONS
+    from tests.results.test_results import fake_ranking
 
     fig = top_k_faces_figure(np.random.default_rng(0).random((468, 2)), np.arange(468), fake_ranking(),
                              {e: np.linspace(1, 0, 468) for e in EMOTIONS}, [468, 64, 16], list(EMOTIONS))
@@ -150,8 +150,8 @@ def small_report(tmp_path_factory) -> Path:
     figure, executed with papermill and rendered by the runner's own renderer."""
     import papermill
 
-    from emolib.runner import render_html
-    from tests.test_results import write_fake_study
+    from emolib.report.html import render_html
+    from tests.results.test_results import write_fake_study
     from tools.notebook_tool import write_notebook
 
     root = tmp_path_factory.mktemp("report")
@@ -184,9 +184,9 @@ def test_small_report_with_the_explorer_renders_offline(small_report, tmp_path):
 @pytest.fixture(scope="module")
 def results_report_of_a_fake_run(tmp_path_factory) -> Path:
     """Notebook 05 itself, run by the study's runner on a run folder holding stage 01-04 outputs
-    of the contract's shape (written by tests/test_results.py, no training)."""
+    of the contract's shape (written by tests/results/test_results.py, no training)."""
     from emolib.runner import run_study
-    from tests.test_results import write_fake_study
+    from tests.results.test_results import write_fake_study
 
     root = tmp_path_factory.mktemp("results_report")
     run, params = write_fake_study(root / "run")

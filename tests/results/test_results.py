@@ -3,7 +3,6 @@ summaries, and the figures, on a run folder whose stage 01-04 outputs are writte
 tables of the contract's shape with planted effects; no training)."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -12,13 +11,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from emolib import EMOTIONS, N_LANDMARKS
+from emolib import rankings
+from emolib import results as R
 from emolib.config import parse_params, set_dotted
 from emolib.errors import EmolibError
 from emolib.io import write_csv
-from emolib.regions import REGIONS, region_of
+from emolib.regions import REGIONS, region_importance, region_of
+from emolib.report.html import to_markdown
+from emolib.results import statistics as rstats
+from emolib.results import tables
 from emolib.run_folder import RunFolder
-from emolib import results as R
+from emolib.vocab import EMOTIONS, N_LANDMARKS
 from tests.synthetic import planted_landmarks, write_synthetic_run
 
 SEEDS = [0, 1, 2, 3, 4, 5]
@@ -50,7 +53,8 @@ def result_row(variant, emotion, k, selection, seed, accuracy):
             "majority_accuracy": 5 / 6, "epochs": 3, "train_seconds": 0.01 * k + (1.0 if variant == "t-emo" else 0.5),
             "seconds_per_epoch": 0.001 * k + 0.1, "params": 10 * k + 100,
             "trainable_params": (10 * k + 100) if variant == "t-emo" else (9 * k + 100),
-            "filters": filters, "lstm_units": 4, "fc_units": 4, "n_train": 40, "n_val": 8, "n_test": 12}
+            "filters": filters, "lstm_units": 4, "fc_units": 4, "n_train": 40, "n_val": 8, "n_test": 12,
+            "best_epoch": 2, "val_accuracy": accuracy, "val_loss": 0.3}
 
 
 def accuracy_of(variant, emotion, k, selection, seed):
@@ -92,13 +96,14 @@ def write_fake_study(root: Path, params=None) -> tuple[RunFolder, object]:
     write_csv(run.results / "training.csv", pd.DataFrame(training))
     write_csv(run.results / "pruning.csv", pd.DataFrame(pruning))
     svm = [{"kernel": kern, "emotion": e, "seed": s, "accuracy": BASE[e] - (0.05 if kern == "rbf" else 0.06),
-            "balanced_accuracy": 0.7, "f1": 0.5, "majority_accuracy": 5 / 6}
+            "balanced_accuracy": 0.7, "f1": 0.5, "majority_accuracy": 5 / 6, "n_train": 48, "n_test": 12}
            for kern in ("linear", "rbf") for e in params.emotions for s in params.seeds]
     write_csv(run.results / "svm.csv", pd.DataFrame(svm))
     hyper = []
     for e in params.emotions:
         chosen_f = 3 if e in ("anger", "fear") else 2
-        for k, sel in [(N_LANDMARKS, "all")] + [(k, "ig") for k in params.pruning.k] + [(k, "random") for k in params.pruning.k]:
+        pruned = [(k, sel) for sel in ("ig", "random") for k in params.pruning.k]
+        for k, sel in [(N_LANDMARKS, "all")] + sorted(pruned, key=lambda ks: (ks[1] != "ig", -ks[0])):
             for f in (2, 3):
                 hyper.append({"emotion": e, "n_landmarks": k, "selection": sel, "filters": f, "lstm_units": 4,
                               "fc_units": 4, "val_accuracy": 0.9 if f == chosen_f else 0.8})
@@ -188,8 +193,8 @@ def test_rows_of_other_seeds_and_repeated_models_do_not_count(tmp_path):
 # ---- Tables 6 and 7 ---------------------------------------------------------------------------
 
 def test_accuracy_table_has_the_papers_layout_and_our_numbers(study):
-    summary = R.accuracy_summary(study.runs)
-    table = R.accuracy_table(summary, "t-emo", list(EMOTIONS), K_VALUES, full_k=N_LANDMARKS)
+    summary = tables.accuracy_summary(study.runs)
+    table = tables.accuracy_table(summary, "t-emo", list(EMOTIONS), K_VALUES, full_k=N_LANDMARKS)
     assert list(table.index) == [e.capitalize() for e in EMOTIONS] and table.index.name == "Emotion"
     assert list(table.columns) == ["468", "64", "16"]
     assert all(re.fullmatch(r"0\.\d{3} ± 0\.\d{3}", c) for c in table.to_numpy().ravel())
@@ -200,20 +205,20 @@ def test_accuracy_table_has_the_papers_layout_and_our_numbers(study):
 
 
 def test_accuracy_table_puts_the_papers_values_beside_ours(study):
-    summary = R.accuracy_summary(study.runs)
-    table = R.accuracy_table(summary, "r-emo", list(EMOTIONS), K_VALUES, full_k=N_LANDMARKS, with_paper=True)
+    summary = tables.accuracy_summary(study.runs)
+    table = tables.accuracy_table(summary, "r-emo", list(EMOTIONS), K_VALUES, full_k=N_LANDMARKS, with_paper=True)
     assert table.loc["Anger", "468"].endswith("(paper 0.889 ± 0.018)")
     assert table.loc["Surprise", "64"].endswith("(paper 0.981 ± 0.017)")
 
 
 def test_one_seed_gives_the_mean_alone():
-    assert R.format_mean_std(0.9, float("nan")) == "0.900"
-    assert R.format_mean_std(float("nan"), float("nan")) == "–"
-    assert R.format_mean_std(0.91234, 0.0156) == "0.912 ± 0.016"
+    assert tables.format_mean_std(0.9, float("nan")) == "0.900"
+    assert tables.format_mean_std(float("nan"), float("nan")) == "–"
+    assert tables.format_mean_std(0.91234, 0.0156) == "0.912 ± 0.016"
 
 
 def test_paper_accuracy_is_complete():
-    paper = R.paper_accuracy()
+    paper = tables.paper_accuracy()
     assert len(paper) == 2 * 6 * 6
     row = paper[(paper["variant"] == "t-emo") & (paper["emotion"] == "fear") & (paper["n_landmarks"] == 128)]
     assert row[["paper_mean", "paper_std"]].to_numpy().tolist() == [[0.974, 0.020]]
@@ -223,30 +228,31 @@ def test_paper_accuracy_is_complete():
 
 def test_chosen_hyperparameters_are_those_trained_with_and_their_grid_score(study, fake_run):
     _, params = fake_run
-    chosen = R.chosen_hyperparameters(study, params, with_paper=True)
+    chosen = tables.chosen_hyperparameters(study, params, with_paper=True)
     assert sorted(chosen["n_landmarks"].unique(), reverse=True) == [468, 64, 16]
     anger64 = chosen[(chosen["emotion"] == "anger") & (chosen["n_landmarks"] == 64)].iloc[0]
     assert (anger64["filters"], anger64["lstm_units"], anger64["fc_units"]) == (3, 4, 4)
     assert anger64["val_accuracy"] == pytest.approx(0.9) and anger64["grid_points"] == 2
     assert (anger64["paper_filters"], anger64["paper_lstm_units"], anger64["paper_fc_units"]) == (25, 31, 54)
-    table = R.hyperparameter_table(chosen, 64)
+    table = tables.hyperparameter_table(chosen, 64)
     assert list(table.columns[:2]) == ["Convolutional Filters (F)", "Convolutional Filters (F) (paper)"]
     assert table.loc["Happiness", "Convolutional Filters (F) (paper)"] == "16"
-    assert "Table 3" in R.hyperparameter_caption(64, 468, True)
-    assert "Table" not in R.hyperparameter_caption(50, 468, True)
+    assert "Table 3" in tables.hyperparameter_caption(64, 468, True)
+    assert "Table" not in tables.hyperparameter_caption(50, 468, True)
 
 
 # ---- SVM --------------------------------------------------------------------------------------
 
 def test_svm_table_has_ours_models_and_the_quoted_numbers(study, fake_run):
     _, params = fake_run
-    table = R.svm_table(study, params)
+    table = tables.svm_table(study, params)
     assert list(table.columns) == ["linear SVM (ours)", "rbf SVM (ours)", "T-EMO all 468", "T-EMO best K",
                                    "R-EMO all 468", "R-EMO best K", "linear SVM (quoted, CK+)",
                                    "rbf SVM (quoted, CK+)"]
     assert table.loc["Disgust", "linear SVM (quoted, CK+)"] == "0.78"
     assert table.loc["Anger", "linear SVM (ours)"] == "0.740 ± 0.000"
-    assert table.loc["Anger", "T-EMO best K"].endswith("(K=64)") or table.loc["Anger", "T-EMO best K"].endswith("(K=16)")
+    best = table.loc["Anger", "T-EMO best K"]
+    assert best.endswith("(K=64)") or best.endswith("(K=16)")
 
 
 # ---- statistics --------------------------------------------------------------------------------
@@ -254,7 +260,7 @@ def test_svm_table_has_ours_models_and_the_quoted_numbers(study, fake_run):
 def test_paired_test_on_known_differences():
     b = np.array([0.80, 0.82, 0.79, 0.85, 0.81, 0.83])
     diff = np.array([0.01, 0.02, 0.03, 0.04, 0.05, 0.06])
-    out = R.paired_test(b + diff, b)
+    out = rstats.paired_test(b + diff, b)
     assert out["n_pairs"] == 6 and out["mean_difference"] == pytest.approx(0.035)
     sd = np.std(diff, ddof=1)
     assert out["sd_difference"] == pytest.approx(sd)
@@ -269,30 +275,30 @@ def test_paired_test_on_known_differences():
 
 
 def test_paired_test_with_few_pairs_falls_back_to_the_t_test():
-    out = R.paired_test([0.9, 0.8, 0.85], [0.8, 0.78, 0.8])
+    out = rstats.paired_test([0.9, 0.8, 0.85], [0.8, 0.78, 0.8])
     assert out["primary_test"] == "t-test" and np.isnan(out["wilcoxon_p"])
     assert out["p_value"] == pytest.approx(stats.ttest_rel([0.9, 0.8, 0.85], [0.8, 0.78, 0.8]).pvalue)
     assert "too few for Wilcoxon" in out["note"]
 
 
 def test_paired_test_with_constant_differences_has_no_effect_size():
-    out = R.paired_test([0.9, 0.8, 0.7], [0.8, 0.7, 0.6])
+    out = rstats.paired_test([0.9, 0.8, 0.7], [0.8, 0.7, 0.6])
     assert out["mean_difference"] == pytest.approx(0.1)
     assert np.isnan(out["cohens_dz"]) and out["primary_test"] == "none" and "constant" in out["note"]
-    assert R.paired_test([0.9], [0.8])["note"].startswith("fewer than 2 pairs")
+    assert rstats.paired_test([0.9], [0.8])["note"].startswith("fewer than 2 pairs")
     with pytest.raises(ValueError):
-        R.paired_test([0.9, 0.8], [0.8])
+        rstats.paired_test([0.9, 0.8], [0.8])
 
 
 def test_holm_adjustment_on_known_p_values():
-    adjusted = R.holm_adjust([0.01, 0.04, np.nan, 0.03])
+    adjusted = rstats.holm_adjust([0.01, 0.04, np.nan, 0.03])
     assert adjusted[0] == pytest.approx(0.03)
     assert adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
     assert np.isnan(adjusted[2])
 
 
 def test_study_statistics_measure_the_planted_effects(study):
-    table = R.study_statistics(study.runs, full_k=N_LANDMARKS)
+    table = rstats.study_statistics(study.runs, full_k=N_LANDMARKS)
     n_combos = 2 * 6 * len(K_VALUES)
     assert (table["comparison"] == "k_vs_all").sum() == 2 * n_combos  # ig and random, each against all
     assert (table["comparison"] == "ig_vs_random").sum() == n_combos
@@ -312,7 +318,7 @@ def test_study_statistics_measure_the_planted_effects(study):
 def test_statistics_pair_by_seed_and_drop_unmatched_seeds(study):
     runs = study.runs
     runs = runs[~((runs["selection"] == "random") & (runs["seed"] == 0))]
-    table = R.study_statistics(runs, full_k=N_LANDMARKS)
+    table = rstats.study_statistics(runs, full_k=N_LANDMARKS)
     ig_vs_random = table[table["comparison"] == "ig_vs_random"]
     assert (ig_vs_random["n_pairs"] == len(SEEDS) - 1).all()
     assert np.allclose(ig_vs_random["mean_difference"], IG_GAIN + RANDOM_LOSS)
@@ -321,14 +327,14 @@ def test_statistics_pair_by_seed_and_drop_unmatched_seeds(study):
 # ---- cost, regions, ground truth ---------------------------------------------------------------
 
 def test_cost_summary_per_variant_and_k(study):
-    cost = R.cost_summary(study.runs)
+    cost = tables.cost_summary(study.runs)
     row = cost[(cost["variant"] == "r-emo") & (cost["n_landmarks"] == 16) & (cost["selection"] == "ig")].iloc[0]
     assert row["trainable_params"] == 9 * 16 + 100 and row["n_models"] == 6 * len(SEEDS)
     assert row["train_seconds"] == pytest.approx(0.01 * 16 + 0.5)
 
 
 def test_region_importance_shares_and_top_k(study):
-    regions = R.region_importance(study.ranking, [16])
+    regions = region_importance(study.ranking, [16])
     assert set(regions["region"]) == set(REGIONS)
     assert np.allclose(regions.groupby("emotion")["importance_share"].sum(), 1.0)
     anger = study.ranking[study.ranking["emotion"] == "anger"].sort_values("rank").head(16)
@@ -338,7 +344,7 @@ def test_region_importance_shares_and_top_k(study):
 
 
 def test_ground_truth_recovery_of_a_ranking_that_puts_the_planted_first(study):
-    rec = R.ground_truth_recovery(study.ranking_ids(), study.ground_truth, [64, 16], N_LANDMARKS)
+    rec = rankings.ground_truth_recovery(study.ranking_ids(), study.ground_truth, [64, 16], N_LANDMARKS)
     assert (rec.loc[rec["n_landmarks"] == 16, "precision"] == 1.0).all()   # 20 planted per emotion
     assert np.allclose(rec.loc[rec["n_landmarks"] == 64, "recall"], 1.0)
     assert np.allclose(rec["chance_precision"], 20 / N_LANDMARKS)
@@ -348,7 +354,7 @@ def test_ground_truth_recovery_of_a_ranking_that_puts_the_planted_first(study):
 
 def test_markdown_table():
     table = pd.DataFrame({"468": ["0.9 ± 0.1"], "a|b": [1]}, index=pd.Index(["Anger"], name="Emotion"))
-    text = R.to_markdown(table, "Table 6: x")
+    text = to_markdown(table, "Table 6: x")
     assert text.splitlines()[:3] == ["| Emotion | 468 | a\\|b |", "|---|---|---|", "| Anger | 0.9 ± 0.1 | 1 |"]
     assert text.rstrip().endswith("*Table 6: x*")
 
@@ -397,8 +403,8 @@ def test_check_report_catches_a_broken_table(tmp_path):
 def test_accuracy_vs_k_figure_draws_each_rule_from_the_full_set(study):
     from emolib.plots.results import accuracy_vs_k_figure
 
-    summary = R.accuracy_summary(study.runs)
-    fig = accuracy_vs_k_figure(summary, list(EMOTIONS), full_k=N_LANDMARKS, paper=R.paper_accuracy())
+    summary = tables.accuracy_summary(study.runs)
+    fig = accuracy_vs_k_figure(summary, list(EMOTIONS), full_k=N_LANDMARKS, paper=tables.paper_accuracy())
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     assert len(lines) == 6 * 2 * 2  # emotions x variants x (ig, random)
     first = next(t for t in lines if t.name == "T-EMO, IG top-K")
@@ -410,13 +416,13 @@ def test_accuracy_vs_k_figure_draws_each_rule_from_the_full_set(study):
 def test_other_figures_build(study):
     from emolib.plots import results as P
 
-    cost = P.cost_figure(R.cost_summary(study.runs), full_k=N_LANDMARKS)
+    cost = P.cost_figure(tables.cost_summary(study.runs), full_k=N_LANDMARKS)
     assert len(cost.data) == 3 * 2
-    regions = P.region_importance_figure(R.region_importance(study.ranking, [64, 16]), list(EMOTIONS), [64, 16])
+    regions = P.region_importance_figure(region_importance(study.ranking, [64, 16]), list(EMOTIONS), [64, 16])
     assert len(regions.layout.updatemenus[0].buttons) == 4 and sum(t.visible for t in regions.data) == 6
-    stats_fig = P.paired_differences_figure(R.study_statistics(study.runs, full_k=N_LANDMARKS), list(EMOTIONS))
+    stats_fig = P.paired_differences_figure(rstats.study_statistics(study.runs, full_k=N_LANDMARKS), list(EMOTIONS))
     assert len(stats_fig.data) == 3 * 2 and sum(bool(t.visible) for t in stats_fig.data) == 1
-    rec = R.ground_truth_recovery(study.ranking_ids(), study.ground_truth, [64, 16], N_LANDMARKS)
+    rec = rankings.ground_truth_recovery(study.ranking_ids(), study.ground_truth, [64, 16], N_LANDMARKS)
     assert len(P.ground_truth_figure(rec, list(EMOTIONS)).data) == 7
     attribution = np.random.default_rng(0).random((3, 16))
     fig = P.sample_attribution_figure(attribution, np.arange(16), study.xy, study.landmark_ids, top=5)
@@ -424,17 +430,25 @@ def test_other_figures_build(study):
 
 
 def test_choices_table_names_each_open_choice_with_this_runs_value():
-    table = R.choices_table(make_params(**{"split": "random", "ig.typical": "medoid"}))
+    from emolib.report.choices import choices_table
+    from emolib.vocab import TYPICAL_DESCRIPTIONS
+
+    table = choices_table(make_params(**{"split": "random", "ig.typical": "medoid"}), "05_results")
     assert {"frames", "ig.inputs", "ig.typical", "data.flip", "split", "train.class_weight", "data.normalize",
             "pruning.random_control"} <= set(table["parameter"])
     row = table.set_index("parameter")
-    assert row.loc["split", "this run"] == "random partitions" and row.loc["ig.typical", "this run"] == "the medoid"
+    # stage 05 shows every stage's rows, in the words of the stage's own table
+    assert row.loc["split", "this run"] == "random (a flipped copy always with its original)"
+    assert row.loc["ig.typical", "this run"] == f"medoid ({TYPICAL_DESCRIPTIONS['medoid']})"
+    for stage in ("01_data_prep", "02_training", "03_global_ig", "04_pruning"):
+        own = choices_table(make_params(), stage)
+        assert len(own) and set(own["question"]) <= set(choices_table(make_params(), "05_results")["question"])
 
 
 def test_figures_page_embeds_plotly_once():
     import plotly.graph_objects as go
 
-    from emolib.plots.results import figures_page
+    from emolib.report.html import figures_page
 
     page = figures_page([go.Figure(go.Bar(y=[1])), go.Figure(go.Bar(y=[2]))], "a <title>")
     assert page.count("plotly.js v") == 1 and page.count('class="plotly-graph-div"') == 2
@@ -442,8 +456,8 @@ def test_figures_page_embeds_plotly_once():
 
 
 def test_statistics_display_spells_out_each_comparison(study):
-    table = R.study_statistics(study.runs, full_k=N_LANDMARKS)
-    view = R.statistics_display(table)
+    table = rstats.study_statistics(study.runs, full_k=N_LANDMARKS)
+    view = rstats.statistics_display(table)
     assert len(view) == len(table)
     row = view.loc[("T-EMO", "anger", "IG 64 − random 64")]
     assert row["difference"] == f"+{IG_GAIN + RANDOM_LOSS:.3f}" and row["test"] == "wilcoxon"

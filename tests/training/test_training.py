@@ -11,15 +11,18 @@ import pandas as pd
 import pytest
 
 import emolib  # noqa: F401  (selects tf-keras before TensorFlow loads)
+from emolib import training, vocab
 from emolib.config import parse_params, set_dotted
 from emolib.errors import DataError, EmolibError, ParamsError
 from emolib.landmarks import LandmarkSet
-from emolib.models import conv_weights, initial_weights
+from emolib.models import configure_tensorflow, conv_weights, initial_weights, model_inputs, scale_inputs
+from emolib.results.tables import cost_summary
 from emolib.run_folder import RunFolder
-from emolib import training
+from emolib.training import fit
+from emolib.training import inputs as training_inputs
 from tests.synthetic import make_landmark_set, planted_landmarks
 
-training.configure_tensorflow(threads=1)
+configure_tensorflow(threads=1)
 
 EMOTIONS = ["anger", "happiness", "surprise"]
 FRAMES = 3
@@ -70,18 +73,18 @@ def trained_run(tmp_path_factory, data):
 def test_subject_split_is_subject_disjoint_and_stratified(data):
     params = tiny_params(seeds=[0, 1, 2])
     splits = training.make_splits(data, params)
-    assert list(splits.columns) == list(training.SPLIT_COLUMNS)
+    assert list(splits.columns) == list(vocab.SPLIT_COLUMNS)
     for seed in (0, 1, 2):
         rows = splits[splits["seed"] == seed]
         assert len(rows) == len(data)
         assert rows.groupby("subject")["part"].nunique().max() == 1
         assert rows.groupby("sequence")["part"].nunique().max() == 1  # flipped copy with original
-        for part in training.PARTS:
+        for part in vocab.PARTS:
             assert set(rows.loc[rows["part"] == part, "emotion"]) == set(EMOTIONS)
         # 6 subjects: test 25% -> 2 subjects (rounded from 1.5 the closer way), val 1, train 3
         counts = rows.groupby("part")["subject"].nunique()
         assert counts["test"] in (1, 2) and counts["val"] >= 1 and counts["train"] >= 3
-    parts = {s: training.split_indices(splits, s)["test"].tolist() for s in (0, 1, 2)}
+    parts = {s: RunFolder.split_parts(splits, s)["test"].tolist() for s in (0, 1, 2)}
     assert len({tuple(v) for v in parts.values()}) > 1  # seeds draw their own partitions
     again = training.make_splits(data, params)
     pd.testing.assert_frame_equal(splits, again)  # and the same seed draws the same one
@@ -148,14 +151,14 @@ def test_frames_mismatch_is_refused(tmp_path, data):
 # ---- scaling, class weights, metrics ---------------------------------------------------------
 def test_scaler_uses_training_statistics(data):
     train = data.X[:20]
-    mean, std = training.fit_scaler(train, "standardize")
+    mean, std = training_inputs.fit_scaler(train, "standardize")
     assert mean.shape == std.shape == (2, data.n_landmarks)
-    scaled = training.scale_inputs(train, mean, std)
+    scaled = scale_inputs(train, mean, std)
     assert scaled.shape == train.shape + (1,) and scaled.dtype == np.float32
     np.testing.assert_allclose(scaled.mean(axis=(0, 1, 4)), 0, atol=1e-4)
     np.testing.assert_allclose(scaled.std(axis=(0, 1, 4)), 1, atol=1e-3)
-    mean0, std0 = training.fit_scaler(train, "none")
-    np.testing.assert_array_equal(training.scale_inputs(train, mean0, std0)[..., 0], train)
+    mean0, std0 = training_inputs.fit_scaler(train, "none")
+    np.testing.assert_array_equal(scale_inputs(train, mean0, std0)[..., 0], train)
 
 
 def test_global_scaler_keeps_the_features_relative_sizes(data):
@@ -163,36 +166,36 @@ def test_global_scaler_keeps_the_features_relative_sizes(data):
     times more than another still does after scaling (``standardize`` would make them equal)."""
     train = np.asarray(data.X[:20], np.float64).copy()
     train[:, :, 0, 1] = train[:, :, 0, 0] * 10.0
-    mean, std = training.fit_scaler(train, "global")
+    mean, std = training_inputs.fit_scaler(train, "global")
     np.testing.assert_allclose(mean, train.mean(axis=(0, 1)), rtol=1e-5, atol=1e-6)
     assert np.all(std == std.flat[0])
     np.testing.assert_allclose(std.flat[0], np.sqrt((train.std(axis=(0, 1)) ** 2).mean()), rtol=1e-5)
-    scaled = training.scale_inputs(train, mean, std)[..., 0]
+    scaled = scale_inputs(train, mean, std)[..., 0]
     np.testing.assert_allclose(scaled.std(axis=(0, 1))[0, 1] / scaled.std(axis=(0, 1))[0, 0], 10.0, rtol=1e-4)
     np.testing.assert_allclose((scaled.std(axis=(0, 1)) ** 2).mean(), 1.0, rtol=1e-4)
     with pytest.raises(ParamsError, match="global"):
-        training.fit_scaler(train, "pooled")
+        training_inputs.fit_scaler(train, "pooled")
 
 
 def test_balanced_class_weights_equalise_totals():
     y = np.array([0] * 10 + [1] * 2)
-    w = training.class_weights(y, "balanced")
+    w = training_inputs.class_weights(y, "balanced")
     assert w[0] * 10 == pytest.approx(w[1] * 2)
-    np.testing.assert_array_equal(training.class_weights(y, "none"), [1, 1])
+    np.testing.assert_array_equal(training_inputs.class_weights(y, "none"), [1, 1])
 
 
 def test_binary_metrics():
-    m = training.binary_metrics(np.array([0, 0, 0, 1]), np.array([0.1, 0.2, 0.9, 0.8]))
+    m = fit.binary_metrics(np.array([0, 0, 0, 1]), np.array([0.1, 0.2, 0.9, 0.8]))
     assert m["accuracy"] == 0.75 and m["majority_accuracy"] == 0.75
     assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1) / 2)
     assert m["roc_auc"] == pytest.approx(2 / 3)
-    assert np.isnan(training.binary_metrics(np.zeros(3), np.full(3, 0.2))["roc_auc"])
+    assert np.isnan(fit.binary_metrics(np.zeros(3), np.full(3, 0.2))["roc_auc"])
 
 
 # ---- training ---------------------------------------------------------------------------------
 def test_train_models_writes_the_contract(trained_run, data):
     run, params, table = trained_run
-    assert set(training.RESULT_COLUMNS) <= set(table.columns)
+    assert set(vocab.RESULT_COLUMNS) <= set(table.columns)
     assert len(table) == 2 * len(EMOTIONS) * 2
     assert set(table["n_landmarks"]) == {data.n_landmarks} and set(table["selection"]) == {"all"}
     for col in ("accuracy", "balanced_accuracy", "f1", "majority_accuracy"):
@@ -202,48 +205,48 @@ def test_train_models_writes_the_contract(trained_run, data):
     r = table[table["variant"] == "r-emo"]["trainable_params"].iloc[0]
     t = table[table["variant"] == "t-emo"]["trainable_params"].iloc[0]
     assert t - r == 2 * 3 * 2 + 2  # R-EMO does not train the conv kernel and bias
-    history = training.load_history(run)
-    assert set(training.HISTORY_COLUMNS) <= set(history.columns)
+    history = run.read_history()
+    assert set(vocab.HISTORY_COLUMNS) <= set(history.columns)
     assert len(history) == table["epochs"].sum()
-    splits = training.load_splits(run)
+    splits = run.read_splits()
     assert set(splits["seed"]) == {0, 1}
     assert training.check_training_outputs(run, params.model_copy(update={"svm": params.svm.model_copy(
         update={"enabled": False})}), data).shape[0] == len(table)
     for _, row in table.iterrows():
-        path = training.model_path(run, row["variant"], row["emotion"], row["n_landmarks"], "all", row["seed"])
+        path = run.model(row["variant"], row["emotion"], row["n_landmarks"], "all", row["seed"])
         assert path.is_file() and path.with_suffix(".npz").is_file() and path.with_suffix(".json").is_file()
 
 
 def test_model_inputs_rebuild_the_exact_test_predictions(trained_run, data):
     run, params, table = trained_run
-    splits = training.load_splits(run)
+    splits = run.read_splits()
     row = table[(table["variant"] == "t-emo") & (table["emotion"] == "happiness") & (table["seed"] == 1)].iloc[0]
-    trained = training.load_trained(run, "t-emo", "happiness", data.n_landmarks, "all", 1)
+    trained = run.load_trained("t-emo", "happiness", data.n_landmarks, "all", 1)
     assert trained.hyper == (2, 3, 3) and list(trained.landmark_ids) == list(data.landmark_ids)
-    parts = training.split_indices(splits, 1)
+    parts = RunFolder.split_parts(splits, 1)
     # the scaler holds the training part's statistics
-    mean, std = training.fit_scaler(data.X[parts["train"]], "standardize")
+    mean, std = training_inputs.fit_scaler(data.X[parts["train"]], "standardize")
     np.testing.assert_allclose(trained.mean, mean, rtol=1e-6)
-    x = training.model_inputs(data.subset(parts["test"]), trained)
+    x = model_inputs(data.subset(parts["test"]), trained)
     assert x.shape == (len(parts["test"]), FRAMES, 2, data.n_landmarks, 1) and x.dtype == np.float32
     prob = trained.model.predict(x, verbose=0)[:, 1]
     y = data.emotion[parts["test"]] == "happiness"
-    assert training.binary_metrics(y, prob)["accuracy"] == pytest.approx(row["accuracy"])
+    assert fit.binary_metrics(y, prob)["accuracy"] == pytest.approx(row["accuracy"])
     with pytest.raises(DataError, match="not found"):
-        training.load_trained(run, "t-emo", "happiness", data.n_landmarks, "all", 7)
+        run.load_trained("t-emo", "happiness", data.n_landmarks, "all", 7)
 
 
 def test_first_frame_reference_reaches_the_inputs_of_stage_03(tmp_path, data):
     run = RunFolder(tmp_path).ensure()
     params = tiny_params(data__reference="first_frame")
     training.train_models(run, params, data, variants=("r-emo",), progress=False)
-    trained = training.load_trained(run, "r-emo", "anger", data.n_landmarks, "all", 0)
+    trained = run.load_trained("r-emo", "anger", data.n_landmarks, "all", 0)
     assert trained.reference == "first_frame"
-    parts = training.split_indices(training.load_splits(run), 0)
+    parts = RunFolder.split_parts(run.read_splits(), 0)
     moves = data.X - data.X[:, :1]
-    mean, std = training.fit_scaler(moves[parts["train"]], "standardize")
+    mean, std = training_inputs.fit_scaler(moves[parts["train"]], "standardize")
     np.testing.assert_allclose(trained.mean, mean, rtol=1e-5, atol=1e-7)
-    x = training.model_inputs(data, trained)
+    x = model_inputs(data, trained)
     np.testing.assert_allclose(x[..., 0], (moves - mean) / std, rtol=1e-5, atol=1e-6)
     # the first frame is the reference: every sample starts from the same (scaled) zero
     np.testing.assert_allclose(x[:, 0], np.broadcast_to(x[:1, 0], x[:, 0].shape))
@@ -252,8 +255,8 @@ def test_first_frame_reference_reaches_the_inputs_of_stage_03(tmp_path, data):
 def test_r_emo_convolution_unchanged_after_training(trained_run, data):
     run, _, table = trained_run
     for seed in (0, 1):
-        r = training.load_trained(run, "r-emo", "anger", data.n_landmarks, "all", seed)
-        t = training.load_trained(run, "t-emo", "anger", data.n_landmarks, "all", seed)
+        r = run.load_trained("r-emo", "anger", data.n_landmarks, "all", seed)
+        t = run.load_trained("t-emo", "anger", data.n_landmarks, "all", seed)
         start = initial_weights(r.model, seed)[:2]  # conv kernel and bias come first
         assert all(np.array_equal(a, b) for a, b in zip(conv_weights(r.model), start))
         assert not np.array_equal(conv_weights(t.model)[0], start[0])
@@ -261,7 +264,7 @@ def test_r_emo_convolution_unchanged_after_training(trained_run, data):
 
 def test_resume_skips_finished_models_and_redoes_changed_ones(trained_run, data):
     run, params, table = trained_run
-    path = training.model_path(run, "t-emo", "anger", data.n_landmarks, "all", 0)
+    path = run.model("t-emo", "anger", data.n_landmarks, "all", 0)
     stamp = path.stat().st_mtime_ns
     again = training.train_models(run, params, data, progress=False)
     assert path.stat().st_mtime_ns == stamp
@@ -274,7 +277,7 @@ def test_resume_skips_finished_models_and_redoes_changed_ones(trained_run, data)
         training.check_training_outputs(run, no_svm, data)
     training.train_models(run, params, data, variants=("t-emo",), progress=False)
     assert path.stat().st_mtime_ns != stamp
-    other = training.model_path(run, "t-emo", "anger", data.n_landmarks, "all", 1)
+    other = run.model("t-emo", "anger", data.n_landmarks, "all", 1)
     stamp_other = other.stat().st_mtime_ns
     # A parameter that shapes the model (dropout) redoes it.
     changed = tiny_params(seeds=[0, 1], model__dropout=0.2)
@@ -290,13 +293,13 @@ def test_same_seed_same_model_whatever_ran_before(tmp_path, trained_run, data):
     params1 = tiny_params(seeds=[1])
     training.train_models(alone, params1, data, variants=("r-emo", "t-emo"), progress=False)
     for variant in ("t-emo", "r-emo"):
-        a = training.load_trained(run, variant, "surprise", data.n_landmarks, "all", 1)
-        b = training.load_trained(alone, variant, "surprise", data.n_landmarks, "all", 1)
+        a = run.load_trained(variant, "surprise", data.n_landmarks, "all", 1)
+        b = alone.load_trained(variant, "surprise", data.n_landmarks, "all", 1)
         assert all(np.array_equal(x, y) for x, y in zip(a.model.get_weights(), b.model.get_weights()))
         assert a.record["history"] == b.record["history"]
         assert a.record["row"]["accuracy"] == b.record["row"]["accuracy"]
     # and another seed gives another model
-    c = training.load_trained(run, "t-emo", "surprise", data.n_landmarks, "all", 0)
+    c = run.load_trained("t-emo", "surprise", data.n_landmarks, "all", 0)
     assert not np.array_equal(c.model.get_weights()[0], a.model.get_weights()[0])
 
 
@@ -310,9 +313,9 @@ def test_landmark_subsets_per_emotion_and_per_seed(tmp_path, data):
                                   progress=False)
     assert set(table["n_landmarks"]) == {5} and set(table["selection"]) == {"ig"}
     assert (run.results / "pruning_history.csv").is_file()
-    loaded = training.load_trained(run, "t-emo", "happiness", 5, "ig", 1)
+    loaded = run.load_trained("t-emo", "happiness", 5, "ig", 1)
     np.testing.assert_array_equal(loaded.landmark_ids, chosen["happiness"])
-    assert training.model_inputs(data, loaded).shape[3] == 5
+    assert model_inputs(data, loaded).shape[3] == 5
 
     def per_seed(emotion, seed):
         return np.random.default_rng(seed).choice(ids, 5, replace=False)
@@ -321,8 +324,8 @@ def test_landmark_subsets_per_emotion_and_per_seed(tmp_path, data):
                                   variants=("t-emo",), results_csv=run.results / "pruning.csv",
                                   progress=False)
     assert set(table["selection"]) == {"ig", "random"}  # rows of both calls kept
-    a = training.load_trained(run, "t-emo", "anger", 5, "random", 0).landmark_ids
-    b = training.load_trained(run, "t-emo", "anger", 5, "random", 1).landmark_ids
+    a = run.load_trained("t-emo", "anger", 5, "random", 0).landmark_ids
+    b = run.load_trained("t-emo", "anger", 5, "random", 1).landmark_ids
     np.testing.assert_array_equal(a, per_seed("anger", 0))
     assert not np.array_equal(np.sort(a), np.sort(b))
 
@@ -333,7 +336,7 @@ def test_grid_search_picks_best_validation_accuracy_and_r_emo_reuses_it(tmp_path
     table = training.train_models(run, params, data, progress=False)
     grid = pd.read_csv(run.results / "grid_search.csv")
     hyper = pd.read_csv(run.results / "hyperparameters.csv")
-    assert list(hyper.columns) == list(training.HYPER_COLUMNS)
+    assert list(hyper.columns) == list(vocab.HYPER_COLUMNS)
     assert len(grid) == 2 * len(EMOTIONS) and len(hyper) == len(EMOTIONS)
     for e in EMOTIONS:
         g = grid[grid["emotion"] == e]
@@ -365,16 +368,17 @@ def test_svm_baselines(tmp_path, data):
     params = tiny_params(seeds=[0, 1])
     svm = training.train_svms(run, params, data, progress=False)
     on_disk = pd.read_csv(run.results / "svm.csv")
-    assert set(training.SVM_COLUMNS) <= set(on_disk.columns) and "paper_accuracy" in on_disk
+    assert set(vocab.SVM_COLUMNS) <= set(on_disk.columns) and "paper_accuracy" in on_disk
     assert len(svm) == 2 * len(EMOTIONS) * 2
     assert set(svm["kernel"]) == {"linear", "rbf"}
     assert svm["accuracy"].between(0, 1).all()
     # same partitions as the networks: train + val for fitting, the test part for scoring
-    parts = training.split_indices(training.load_splits(run), 0)
+    parts = RunFolder.split_parts(run.read_splits(), 0)
     assert (svm[svm["seed"] == 0]["n_test"] == len(parts["test"])).all()
     linear = svm[svm["kernel"] == "linear"]
     assert linear["balanced_accuracy"].mean() > 0.7  # the planted signal is linear
-    assert on_disk.loc[(on_disk["kernel"] == "rbf") & (on_disk["emotion"] == "surprise"), "paper_accuracy"].iloc[0] == 1.0
+    rbf_surprise = (on_disk["kernel"] == "rbf") & (on_disk["emotion"] == "surprise")
+    assert on_disk.loc[rbf_surprise, "paper_accuracy"].iloc[0] == 1.0
 
 
 def test_summaries(trained_run):
@@ -384,6 +388,6 @@ def test_summaries(trained_run):
     summary = accuracy_summary(table, "balanced_accuracy")
     assert set(summary.columns) >= {"variant", "emotion", "mean", "std", "n_seeds"}
     assert (summary["n_seeds"] == 2).all() and len(summary) == 2 * len(EMOTIONS)
-    cost = training.cost_summary(table)
+    cost = cost_summary(table)
     assert set(cost["variant"]) == {"t-emo", "r-emo"}
     assert (cost["seconds_per_epoch"] > 0).all()

@@ -6,8 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emolib.datasets import (iter_frames, iter_video_frames, normalise_label, parse_emotion_label,
-                             read_ckplus, read_frame, read_video_folder)
+from emolib.data.sources import (
+    iter_frames,
+    iter_video_frames,
+    normalise_label,
+    parse_emotion_label,
+    read_ckplus,
+    read_frame,
+    read_video_folder,
+)
 from emolib.errors import DataError
 
 

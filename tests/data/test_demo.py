@@ -10,12 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emolib import EMOTIONS, N_LANDMARKS
-from emolib.datasets import read_ckplus, read_frame
-from emolib.demo import (CODES, FaceWarper, base_faces, expression_displacements, ground_truth,
-                         reference_layout, write_demo_dataset)
+from emolib.data.demo import (
+    CODES,
+    FaceWarper,
+    base_faces,
+    expression_displacements,
+    ground_truth,
+    reference_layout,
+    write_demo_dataset,
+)
+from emolib.data.facemesh import mirror_permutation
+from emolib.data.sources import read_ckplus, read_frame
 from emolib.errors import DataError
-from emolib.extraction import mirror_permutation
+from emolib.vocab import EMOTIONS, N_LANDMARKS
 
 TINY = dict(seed=0, subjects=3, frames_per_sequence=3, contempt_sequences=2, image_size=192, progress=False)
 
@@ -109,7 +116,7 @@ def test_facemesh_sees_each_expression_where_the_ground_truth_says(photo):
     FaceMesh couples neighbouring landmarks (a raised brow drags the forehead outline along), so
     the landmarks outside the ground truth move too, but clearly less on average.
     """
-    from emolib.extraction import FaceMeshExtractor
+    from emolib.data.facemesh import FaceMeshExtractor
 
     warper = FaceWarper(base_faces(256)[photo])
     layout = reference_layout(256)

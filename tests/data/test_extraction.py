@@ -14,14 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emolib import EMOTIONS, N_LANDMARKS
 from emolib.config import parse_params
+from emolib.data.facemesh import (
+    FaceMeshExtractor,
+    crop_square,
+    derive_mirror_permutation,
+    mirror_landmarks,
+    mirror_permutation,
+    square_box,
+)
+from emolib.data.sequences import fill_missing_frames, resample_sequence
+from emolib.data.stage import check_outputs, example_frames, prepare_landmarks
 from emolib.errors import DataError, ParamsError
-from emolib.extraction import (FaceMeshExtractor, check_outputs, crop_square, derive_mirror_permutation,
-                               example_frames, fill_missing_frames, mirror_landmarks, mirror_permutation,
-                               prepare_landmarks, read_report, resample_sequence, square_box)
 from emolib.landmarks import LandmarkSet, load_landmarks, save_landmarks
 from emolib.run_folder import RunFolder
+from emolib.vocab import EMOTIONS, N_LANDMARKS
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -30,7 +37,7 @@ TINY = dict(seed=0, subjects=3, frames_per_sequence=3, contempt_sequences=1, ima
 
 @pytest.fixture(scope="module")
 def demo_root(tmp_path_factory) -> Path:
-    from emolib.demo import write_demo_dataset
+    from emolib.data.demo import write_demo_dataset
 
     return write_demo_dataset(tmp_path_factory.mktemp("demo") / "ck", progress=False, **TINY)
 
@@ -123,7 +130,7 @@ def test_mirror_permutation_matches_facemesh_on_mirrored_photos():
 
 def test_mirrored_landmarks_match_facemesh_on_the_mirrored_image(demo_root):
     """Flip by mirroring landmarks == flip the image and run FaceMesh again (up to its jitter)."""
-    from emolib.datasets import read_frame
+    from emolib.data.sources import read_frame
 
     frame = read_frame(_frames_of(demo_root, "S003_001")[-1])
     with FaceMeshExtractor() as extractor:
@@ -162,7 +169,7 @@ def test_prepare_landmarks_on_the_demo_layout(demo_root, tmp_path):
         rows = np.where(data.sequence == seq)[0]
         assert sorted(data.flipped[rows].tolist()) == [False, True]
         np.testing.assert_allclose(mirror_landmarks(data.X[rows[0]]), data.X[rows[1]], atol=1e-6)
-    report = read_report(run)
+    report = run.read_extraction_report()
     assert list(report.columns) == ["sequence", "subject", "emotion", "frames", "frames_without_face",
                                     "status", "reason"]
     assert len(report) == 3 * 6 + 1
@@ -181,7 +188,7 @@ def test_cache_resume_and_parameter_keys(demo_root, tmp_path):
     params = _params(root, flip=False)
     run = RunFolder(tmp_path / "run")
     first = prepare_landmarks(params, run, progress=False)
-    cache = run.cache / "extraction"
+    cache = run.extraction_cache
     files = sorted(cache.glob("*.npz"))
     assert len(files) == 18
     stamps = {p: p.stat().st_mtime_ns for p in files}
@@ -230,7 +237,7 @@ def test_bad_sequences_are_reported_and_the_rest_extracted(demo_root, tmp_path):
 
     run = RunFolder(tmp_path / "run")
     data = prepare_landmarks(_params(root), run, progress=False)
-    report = read_report(run).set_index("sequence")
+    report = run.read_extraction_report().set_index("sequence")
     assert report.loc[corrupt, "status"] == "error"
     assert _frames_of(root, corrupt)[1].name in report.loc[corrupt, "reason"]
     assert "not a decodable image" in report.loc[corrupt, "reason"]
@@ -249,11 +256,11 @@ def test_bad_sequences_are_reported_and_the_rest_extracted(demo_root, tmp_path):
 
     # The same missing frame under stricter policies: the sequence is dropped, with the reason.
     strict = prepare_landmarks(_params(root, missing_face={"max_missing_fraction": 0.2}), run, progress=False)
-    report = read_report(run).set_index("sequence")
+    report = run.read_extraction_report().set_index("sequence")
     assert one_missing not in set(strict.sequence) and report.loc[one_missing, "status"] == "dropped"
     assert "max_missing_fraction=0.2" in report.loc[one_missing, "reason"]
     prepare_landmarks(_params(root, missing_face={"fill": "drop_sequence"}), run, progress=False)
-    assert "drop_sequence" in read_report(run).set_index("sequence").loc[one_missing, "reason"]
+    assert "drop_sequence" in run.read_extraction_report().set_index("sequence").loc[one_missing, "reason"]
 
 
 def test_unusable_data_stops_before_any_work(tmp_path):
@@ -263,7 +270,7 @@ def test_unusable_data_stops_before_any_work(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no 'cohn-kanade-images' folder"):
         prepare_landmarks(_params(tmp_path / "empty"), run, progress=False)
-    assert not (run.cache / "extraction").exists() and not run.landmarks.exists()
+    assert not (run.extraction_cache).exists() and not run.landmarks.exists()
 
 
 def test_no_sequence_extracted_is_an_error(demo_root, tmp_path):
@@ -275,7 +282,7 @@ def test_no_sequence_extracted_is_an_error(demo_root, tmp_path):
     run = RunFolder(tmp_path / "run")
     with pytest.raises(DataError, match="no sequence could be extracted"):
         prepare_landmarks(_params(root), run, progress=False)
-    assert (read_report(run)["status"].isin(["dropped", "skipped"])).all()
+    assert (run.read_extraction_report()["status"].isin(["dropped", "skipped"])).all()
 
 
 def test_two_worker_processes_give_the_same_landmarks(demo_root, tmp_path):
@@ -308,7 +315,7 @@ def test_videos_source(demo_root, tmp_path):
     run = RunFolder(tmp_path / "run")
     data = prepare_landmarks(params, run, progress=False)
     assert sorted(data.sequence) == ["S002_002", "S003_001"] and data.X.shape == (2, 5, 2, N_LANDMARKS)
-    report = read_report(run).set_index("sequence")
+    report = run.read_extraction_report().set_index("sequence")
     assert report.loc["broken", "status"] == "error" and "broken.mp4" in report.loc["broken", "reason"]
 
 
@@ -327,7 +334,7 @@ def test_landmarks_source_resamples_and_flips(tmp_path):
     original = source.X[(source.sequence == "S000_fear")][0]
     np.testing.assert_allclose(data.X[(data.sequence == "S000_fear") & ~data.flipped][0][[0, -1]],
                                original[[0, -1]], atol=1e-6)
-    report = read_report(run)
+    report = run.read_extraction_report()
     assert (report["status"] == "skipped").sum() == 3 * 3  # the emotions not studied
     check_outputs(params, run)
 
@@ -384,7 +391,7 @@ def test_check_outputs_catches_a_bad_landmark_file(demo_root, tmp_path):
 def test_fast_landmark_decoding_matches_protobuf_fields():
     from mediapipe.framework.formats import landmark_pb2
 
-    from emolib.extraction import _landmark_xy
+    from emolib.data.facemesh import _landmark_xy
 
     rng = np.random.default_rng(0)
     points = landmark_pb2.NormalizedLandmarkList()
