@@ -1,5 +1,6 @@
-"""The embedded demo dataset: CK+ layout, determinism, regeneration rules, and expressions that
-MediaPipe really sees where the ground truth says they are."""
+"""The embedded demo dataset: CK+ layout, determinism, regeneration rules, expressions that
+MediaPipe really sees where the ground truth says they are, and (version 4) what makes it as hard
+as real faces: varying expressiveness, blinks, speech, head drift, shared action units."""
 from __future__ import annotations
 
 import hashlib
@@ -10,16 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emolib.data.demo import (
-    CODES,
-    FaceWarper,
-    base_faces,
-    expression_displacements,
-    ground_truth,
-    reference_layout,
-    write_demo_dataset,
-)
+from emolib.data.demo import CODES, DIFFICULTY, make_scene, make_subject, sequence_motion, write_demo_dataset
+from emolib.data.expressions import PROTOTYPES, expression_displacements, ground_truth
 from emolib.data.facemesh import mirror_permutation
+from emolib.data.faces import FaceWarper, base_faces, close_eyes, reference_layout
 from emolib.data.sources import read_ckplus, read_frame
 from emolib.errors import DataError
 from emolib.vocab import EMOTIONS, N_LANDMARKS
@@ -185,3 +180,147 @@ def test_frames_decode_and_go_from_neutral_to_peak(demo):
     images = [read_frame(p).astype(float) for p in frames]
     assert np.abs(images[1] - images[0]).mean() > 0.5  # something moves
     assert all(0 < im.mean() < 255 for im in images)
+
+
+# ---- version 4: what makes the demo as hard as real faces --------------------------------------
+
+UPPER_LIDS = (157, 158, 159, 160, 161, 173, 246, 384, 385, 386, 387, 388, 398, 466)  # corners excluded
+
+
+def _motions(emotion: str, count: int = 40, seed: int = 0):
+    """``count`` sequences of one emotion, each of a fresh subject (12 frames)."""
+    scene = make_scene(192)
+    out = []
+    for i in range(count):
+        subject = make_subject(scene.layout, np.random.default_rng([seed, 2, i]))
+        out.append((subject, sequence_motion(scene, subject, emotion, 12, np.random.default_rng([seed, 3, i]))))
+    return out
+
+
+def test_expressiveness_varies_across_subjects_and_scales_the_expression():
+    scene = make_scene(192)
+    people = [make_subject(scene.layout, np.random.default_rng([0, 2, i])) for i in range(60)]
+    strength = np.array([p.expressiveness for p in people])
+    assert strength.max() > 2.0 * strength.min() and np.percentile(strength, 90) > 1.4 * np.percentile(strength, 10)
+    # the same sequence draw on a person twice as expressive moves the face twice as far
+    quiet, lively = (make_subject(scene.layout, np.random.default_rng([0, 2, 0])) for _ in range(2))
+    lively.expressiveness = 2.0 * quiet.expressiveness
+    a = sequence_motion(scene, quiet, "happiness", 12, np.random.default_rng(5)).expression
+    b = sequence_motion(scene, lively, "happiness", 12, np.random.default_rng(5)).expression
+    np.testing.assert_allclose(b, 2.0 * a, atol=1e-12)
+    # ... and the peak of one emotion varies across sequences by more than the expressiveness alone
+    peaks = [np.linalg.norm(m.expression[-1], axis=1).max() / s.expressiveness for s, m in _motions("surprise")]
+    assert max(peaks) > 1.5 * min(peaks)
+
+
+def test_optional_action_units_are_left_out_of_some_sequences():
+    shown = [set(m.units) for _, m in _motions("surprise", 60)]
+    for au, _, probability in PROTOTYPES["surprise"]:
+        count = sum(au in units for units in shown)
+        assert count == 60 if probability == 1.0 else 0 < count < 60, au
+
+
+def test_every_emotion_blinks_talks_and_drifts_in_some_sequences_only():
+    for emotion in EMOTIONS:
+        motions = [m for _, m in _motions(emotion)]
+        blinking = [m.closure for m in motions if m.closure.max() > 0]
+        assert 0 < len(blinking) < len(motions), emotion
+        # a blink lasts a frame or two (two may touch), and the eyes are open most of the time
+        runs = [len(r) for c in blinking for r in "".join("x" if v > 0 else " " for v in c).split()]
+        assert max(runs) <= 4 and np.median(runs) <= 2 and np.mean([(c > 0).mean() for c in blinking]) < 0.3
+        talking = [m.speech for m in motions if np.abs(m.speech).max() > 0]
+        assert 0 < len(talking) < len(motions), emotion
+        # speech opens and closes the jaw (the chin, 152, goes down and up again), not a ramp
+        chin = [np.diff(s[:, 152, 1]) for s in talking]
+        assert sum((d > 1e-6).any() and (d < -1e-6).any() for d in chin) > len(chin) // 2, emotion
+        # head drift: none in the first frame, more by the last than half way
+        pose = np.array([np.abs(m.pose[:, 1]).max(axis=-1) for m in motions])  # nose tip
+        assert np.abs(pose[:, 0]).max() < 1e-12
+        shift = np.array([np.linalg.norm(m.shift, axis=1) for m in motions])
+        assert shift[:, 0].max() < 1e-12 and shift[:, -1].mean() > 1.2 * shift[:, 3].mean() > 0
+        assert np.std([m.angle[-1] - m.angle[0] for m in motions]) > 0.5  # degrees
+
+
+def test_shared_motions_are_not_in_the_ground_truth():
+    truth = {e: set(ids) for e, ids in ground_truth(192)["landmarks"].items()}
+    # happiness sequences blink (upper lids) and talk (chin), yet neither is planted for happiness
+    motions = [m for _, m in _motions("happiness")]
+    assert any(m.closure.max() > 0 for m in motions) and any(np.abs(m.speech[:, 152]).max() > 0.02 for m in motions)
+    assert not truth["happiness"] & set(UPPER_LIDS) and 152 not in truth["happiness"]
+    # the ground truth does not depend on the shared motions' strength
+    import dataclasses
+
+    from emolib.data import demo
+
+    saved = demo.DIFFICULTY
+    try:
+        demo.DIFFICULTY = dataclasses.replace(saved, strength=0.0)
+        assert ground_truth(192)["landmarks"] == {e: sorted(ids) for e, ids in truth.items()}
+    finally:
+        demo.DIFFICULTY = saved
+    # and at strength 0 a sequence's peak is the emotion's nominal program (what the ground truth
+    # is made of), and nothing else moves
+    scene = make_scene(192, dataclasses.replace(DIFFICULTY, strength=0.0))
+    subject = make_subject(scene.layout, np.random.default_rng(0), scene.difficulty)
+    motion = sequence_motion(scene, subject, "happiness", 12, np.random.default_rng(1))
+    assert motion.closure.max() == 0 and np.abs(motion.speech).max() == 0 and np.abs(motion.pose).max() < 1e-12
+    nominal = expression_displacements(scene.layout)["happiness"]
+    np.testing.assert_allclose(motion.displacement[-1], DIFFICULTY.expressiveness_median * nominal, atol=1e-12)
+
+
+def test_emotions_share_action_units_as_facs_prototypes_do():
+    truth = {e: set(ids) for e, ids in ground_truth(192)["landmarks"].items()}
+    peaks = expression_displacements(reference_layout(192))
+    brow, chin, lower_lip = 105, 152, 17
+    assert {brow, chin} <= truth["surprise"] & truth["fear"]  # brows raised (AU1+2), jaw dropped (AU26)
+    assert peaks["fear"][brow, 1] < -0.05 and peaks["surprise"][brow, 1] < -0.05
+    assert brow in truth["anger"] & truth["disgust"]  # brows lowered (AU4)
+    assert peaks["anger"][brow, 1] > 0.05 and peaks["disgust"][brow, 1] > 0.05
+    assert {chin, lower_lip} <= truth["sadness"] & truth["disgust"]  # chin raised (AU17)
+    assert peaks["sadness"][chin, 1] < -0.03 and peaks["disgust"][chin, 1] < -0.03
+    units = {e: {au for au, _, _ in p} for e, p in PROTOTYPES.items()}
+    assert {"AU1+2", "AU26"} <= units["fear"] & units["surprise"] and "AU4" in units["anger"] & units["disgust"]
+    assert "AU17" in units["sadness"] & units["disgust"]
+
+
+@pytest.mark.parametrize("photo", [0, 1])
+def test_facemesh_sees_a_blink_on_the_upper_lids(photo):
+    from emolib.data.facemesh import FaceMeshExtractor
+
+    warper = FaceWarper(base_faces(256)[photo])
+    still = np.zeros((N_LANDMARKS, 2))
+    head = {"angle_deg": 2.0, "shift": (3.0, -2.0), "scale": 1.01}
+    image = warper.render(still, **head)
+    closed = close_eyes(image, warper.positions(still, **head), 1.0, warper.down(head["angle_deg"]))
+    assert np.abs(closed - image).max() > 50 and np.array_equal(close_eyes(image, warper.positions(still, **head), 0.0,
+                                                                           warper.down(2.0)), image)
+    with FaceMeshExtractor() as extractor:
+        open_, shut = (extractor.landmarks(np.clip(im, 0, 255).astype(np.uint8)) for im in (image, closed))
+    moved = (shut - open_)[:, 1] * 256 / warper.frame.unit  # downward motion, face units
+    lids = np.zeros(N_LANDMARKS, bool)
+    lids[list(UPPER_LIDS)] = True
+    # FaceMesh's shape prior closes its lids only part way and drags other landmarks along a little
+    assert moved[lids].mean() > 0.01 and moved[lids].mean() > 1.5 * np.abs(moved[~lids]).mean()
+
+
+def test_positions_follow_the_rendered_landmarks():
+    """Where :meth:`FaceWarper.positions` puts the landmarks is where FaceMesh finds them (the
+    blink warp relies on it): exactly for the head motion; for an expression, FaceMesh follows
+    only part of the planted motion, but in the same direction."""
+    from emolib.data.facemesh import FaceMeshExtractor
+
+    warper = FaceWarper(base_faces(256)[0])
+    still = np.zeros((N_LANDMARKS, 2))
+    rest_head = {"angle_deg": 0.0, "shift": (0.0, 0.0), "scale": 1.0}
+    head = {"angle_deg": 3.0, "shift": (6.0, -4.0), "scale": 1.03}
+    surprise = expression_displacements(reference_layout(256))["surprise"]
+    with FaceMeshExtractor() as extractor:
+        def found(displacement, motion):
+            return extractor.landmarks(np.clip(warper.render(displacement, **motion), 0, 255).astype(np.uint8)) * 256
+
+        rest = found(still, rest_head)
+        moved, expressed = found(still, head) - rest, found(surprise, rest_head) - rest
+    predicted = warper.positions(still, **head) - warper.positions(still, **rest_head)
+    assert np.median(np.linalg.norm(moved - predicted, axis=1)) < 0.15 * np.median(np.linalg.norm(predicted, axis=1))
+    planted = warper.positions(surprise, **rest_head) - warper.positions(still, **rest_head)
+    assert np.corrcoef(expressed[:, 1], planted[:, 1])[0, 1] > 0.7
