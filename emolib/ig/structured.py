@@ -83,36 +83,100 @@ def _conv_lstm_plan(model: Any) -> _ConvLstmPlan | None:
 def _recurrence_gradient(plan: _ConvLstmPlan, z: Any, target: Any) -> Any:
     """dF/dz for the LSTM's input projections z, (B, P, 4Q): Keras' LSTM cell from its input
     projection on, then the head; F the probability of class ``target``."""
-    import tensorflow as tf
+    return _recurrence(z, target, plan.cell.recurrent_kernel, _head_weights(plan), _recurrence_spec(plan))
+
+
+def _head_weights(plan: _ConvLstmPlan) -> list:
+    """The head's weights in order (each dense layer's kernel, then its bias); dropout layers
+    are the identity at inference and hold none."""
+    import tf_keras as keras
+
+    weights = []
+    for layer in plan.head:
+        if isinstance(layer, keras.layers.Dense):
+            weights += [layer.kernel] + ([layer.bias] if layer.use_bias else [])
+    return weights
+
+
+def _recurrence_spec(plan: _ConvLstmPlan) -> tuple:
+    """What the recurrence and the head compute, apart from their weights' values: the frames,
+    the LSTM's units and activations, each dense layer's activation, bias and kernel shape. Two
+    models with the same spec share one compiled recurrence (:func:`_shared_recurrence`)."""
+    import tf_keras as keras
 
     cell = plan.cell
+    head = tuple((layer.activation, bool(layer.use_bias), tuple(int(d) for d in layer.kernel.shape))
+                 for layer in plan.head if isinstance(layer, keras.layers.Dense))
+    return (plan.frames, int(cell.units), cell.recurrent_activation, cell.activation, head)
+
+
+def _recurrence(z: Any, target: Any, recurrent_kernel: Any, head_weights: list, spec: tuple) -> Any:
+    """The recurrence and head of :func:`_recurrence_gradient` with the weights as arguments:
+    the ops Keras' LSTM cell (implementation 2, from its input projection on) and Dense layers
+    run, in their order, so the result is theirs to the bit."""
+    import tensorflow as tf
+
+    frames, units, recurrent_activation, activation, head = spec
     with tf.GradientTape() as tape:
         tape.watch(z)
-        h = tf.zeros((tf.shape(z)[0], cell.units))
-        c = tf.zeros((tf.shape(z)[0], cell.units))
-        for p in range(plan.frames):
-            gates = z[:, p] + tf.matmul(h, cell.recurrent_kernel)
+        h = tf.zeros((tf.shape(z)[0], units))
+        c = tf.zeros((tf.shape(z)[0], units))
+        for p in range(frames):
+            gates = z[:, p] + tf.matmul(h, recurrent_kernel)
             i, f, g, o = tf.split(gates, 4, axis=1)
-            c = cell.recurrent_activation(f) * c + cell.recurrent_activation(i) * cell.activation(g)
-            h = cell.recurrent_activation(o) * cell.activation(c)
-        out = h
-        for layer in plan.head:
-            out = layer(out, training=False)
+            c = recurrent_activation(f) * c + recurrent_activation(i) * activation(g)
+            h = recurrent_activation(o) * activation(c)
+        out, at = h, 0
+        for dense_activation, use_bias, _ in head:
+            out = tf.matmul(a=out, b=head_weights[at])
+            at += 1
+            if use_bias:
+                out = tf.nn.bias_add(out, head_weights[at])
+                at += 1
+            out = dense_activation(out)
         prob = tf.gather(out, target, axis=-1)
     return tape.gradient(prob, z)
 
 
-def _host_structured_fn(plan: _ConvLstmPlan) -> Callable:
-    """The structured engine with its binning in numba kernels (:mod:`emolib._ig_kernels`);
-    only the recurrence and the head run in TensorFlow, compiled here."""
+# Compiled recurrences by spec (weights are arguments): every model of one architecture, whatever
+# its weights, reuses one trace (tracing costs a second or more per model on a small CPU, more
+# than explaining a demo model).
+_SHARED_RECURRENCE: dict[tuple, Callable] = {}
+
+
+def _shared_recurrence(plan: _ConvLstmPlan) -> Callable:
+    """(z, target, recurrent_kernel, *head_weights) -> dF/dz, compiled once per spec."""
     import tensorflow as tf
 
+    spec = _recurrence_spec(plan)
+    if spec not in _SHARED_RECURRENCE:
+        frames, units, _, _, head = spec
+        weight_specs = [tf.TensorSpec((units, 4 * units), tf.float32)]
+        for _, use_bias, shape in head:
+            weight_specs.append(tf.TensorSpec(shape, tf.float32))
+            if use_bias:
+                weight_specs.append(tf.TensorSpec((shape[1],), tf.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec((None, frames, 4 * units), tf.float32),
+                                      tf.TensorSpec((), tf.int32), *weight_specs])
+        def recurrence_grad(z, target, recurrent_kernel, *head_weights):
+            return _recurrence(z, target, recurrent_kernel, list(head_weights), spec)
+
+        _SHARED_RECURRENCE[spec] = recurrence_grad
+    return _SHARED_RECURRENCE[spec]
+
+
+def _host_structured_fn(plan: _ConvLstmPlan) -> Callable:
+    """The structured engine with its binning in numba kernels (:mod:`emolib.ig._kernels`);
+    only the recurrence and the head run in TensorFlow, in a function compiled once per
+    architecture (:func:`_shared_recurrence`) that takes the model's weights as arguments."""
     from emolib.ig._kernels import HostStructured
 
-    @tf.function(input_signature=[tf.TensorSpec((None, plan.frames, None), tf.float32),
-                                  tf.TensorSpec((), tf.int32)])
+    shared = _shared_recurrence(plan)
+
     def recurrence_grad(z, target):
-        return _recurrence_gradient(plan, z, target)
+        weights = [plan.cell.recurrent_kernel] + _head_weights(plan)
+        return shared(z, target, *weights)
 
     return HostStructured(plan, recurrence_grad)
 
