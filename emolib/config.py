@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -121,6 +121,8 @@ class TrainSettings(_Section):
     patience: int = Field(15, ge=1, description="early stopping patience (epochs) on validation loss")
     class_weight: ClassWeight = "balanced"
     threads: int = Field(0, ge=0, description="TensorFlow intra-op threads (0: TensorFlow's default)")
+    bank_size: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
+        "auto", description="units trained together in one bank (auto: from a memory budget; see emolib.training.bank)")
 
 
 class GridSettings(_Section):

@@ -26,6 +26,7 @@ from emolib.config import GridSettings
 from emolib.errors import DataError, ParamsError
 from emolib.models import configure_tensorflow, copy_unit, read_record
 from emolib.run_folder import RunFolder
+from emolib.training.bank import Architecture, bank_size, train_bank
 from emolib.training.fit import POOL, TrainerPool
 from emolib.training.splits import check_splittable, ensure_splits
 from emolib.training.units import (
@@ -34,7 +35,8 @@ from emolib.training.units import (
     data_fingerprint,
     history_rows,
     resolve_landmarks,
-    train_unit,
+    save_trained,
+    unit_inputs,
     unit_key,
 )
 from emolib.vocab import (
@@ -88,6 +90,56 @@ def _check_call(params: Params, data: LandmarkSet, selection: str, variants: Seq
 
 
 # --------------------------------------------------------------------------------------------
+# Banks
+# --------------------------------------------------------------------------------------------
+Planned = tuple  # (Unit, model path, key, parts)
+
+
+def train_pending(planned: Sequence[Planned], *, data: LandmarkSet, params: Params, selection: str,
+                  pool: TrainerPool, bar, what: str) -> dict[Path, dict]:
+    """Train the planned units not yet finished, in banks; return model path -> record, for all.
+
+    A unit whose record holds its key is finished and not trained again. The others are grouped
+    by architecture (variant and F, Q, R) and trained in banks of ``train.bank_size`` units
+    (:func:`emolib.training.bank.bank_size`); each unit is saved as soon as it stops, so an
+    interrupted bank keeps its finished units.
+    """
+    records: dict[Path, dict] = {}
+    groups: dict[tuple, list] = {}
+    for unit, path, key, parts in planned:
+        record = read_record(path)
+        if record is not None and record.get("key") == key:
+            records[path] = record
+            bar.update(1)
+        else:
+            groups.setdefault((VARIANTS.index(unit.variant), unit.hyper), []).append((unit, path, key, parts))
+    for (_, hyper), todo in sorted(groups.items()):
+        variant = todo[0][0].variant
+        n_landmarks = len(todo[0][0].landmark_ids)
+        arch = Architecture.of(variant, data.frames, n_landmarks, hyper, params)
+        size = bank_size(params.train.bank_size, arch, max(len(p["train"]) for *_, p in todo),
+                         max(len(p["val"]) for *_, p in todo))
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
+            inputs = [unit_inputs(u, data=data, parts=p, params=params) for u, _, _, p in chunk]
+
+            def save(i: int, fit, chunk=chunk, inputs=inputs) -> None:
+                unit, path, key, parts = chunk[i]
+                records[path] = save_trained(unit, path, fit, inputs[i], n_parts={k: len(v) for k, v in parts.items()},
+                                             params=params, selection=selection, key=key, pool=pool)
+                bar.update(1)
+
+            label = f"{what} bank of {len(chunk)} {variant} F={hyper[0]} Q={hyper[1]} R={hyper[2]}"
+
+            def show(epoch: int, left: int, label=label) -> None:
+                bar.set_postfix_str(f"{label}: epoch {epoch}, {left} training")
+
+            train_bank([x.job(u.seed) for x, (u, *_) in zip(inputs, chunk)], variant=variant, frames=data.frames,
+                       n_landmarks=n_landmarks, hyper=hyper, params=params, on_done=save, on_epoch=show)
+    return records
+
+
+# --------------------------------------------------------------------------------------------
 # Grid search
 # --------------------------------------------------------------------------------------------
 def _grid_search(run: RunFolder, params: Params, data: LandmarkSet, grid: GridSettings, *,
@@ -98,27 +150,25 @@ def _grid_search(run: RunFolder, params: Params, data: LandmarkSet, grid: GridSe
     parts = RunFolder.split_parts(splits, seed)
     combos = [(int(f), int(q), int(r)) for f in grid.filters for q in grid.lstm_units for r in grid.fc_units]
     grid_rows, chosen = [], {}
+    planned = {}
     for e in params.emotions:
         ids = subsets[(e, seed)]
-        scored = []
         for hyper in combos:
             key = unit_key(variant=PAPER_VARIANT, emotion=e, seed=seed, landmark_ids=ids, hyper=hyper,
                             params=params, data_fp=data_fp, parts=parts)
-            path = run.grid_model(e, len(ids), selection, seed, hyper)
-            record = read_record(path)
-            if record is None or record.get("key") != key:
-                bar.set_postfix_str(f"grid {e} F={hyper[0]} Q={hyper[1]} R={hyper[2]}")
-                record = train_unit(Unit(PAPER_VARIANT, e, seed, ids, hyper), path, data=data, parts=parts,
-                                     params=params, selection=selection, key=key, pool=pool)
-            bar.update(1)
-            row = record["row"]
-            scored.append((hyper, row))
+            planned[(e, hyper)] = (Unit(PAPER_VARIANT, e, seed, ids, hyper),
+                                   run.grid_model(e, len(ids), selection, seed, hyper), key, parts)
+    records = train_pending(list(planned.values()), data=data, params=params, selection=selection,
+                            pool=pool, bar=bar, what="grid")
+    for e in params.emotions:
+        scored = [(hyper, records[run.grid_model(e, len(subsets[(e, seed)]), selection, seed, hyper)]["row"])
+                  for hyper in combos]
         # Highest validation accuracy; ties: lower validation loss, then the smaller model.
         best_hyper, best_row = min(scored, key=lambda hr: (-hr[1]["val_accuracy"], hr[1]["val_loss"],
                                                            hr[1]["params"]))
         chosen[e] = best_hyper
         for hyper, row in scored:
-            grid_rows.append({"emotion": e, "n_landmarks": len(ids), "selection": selection,
+            grid_rows.append({"emotion": e, "n_landmarks": len(subsets[(e, seed)]), "selection": selection,
                               "filters": hyper[0], "lstm_units": hyper[1], "fc_units": hyper[2],
                               "val_accuracy": row["val_accuracy"], "val_loss": row["val_loss"],
                               "epochs": row["epochs"], "train_seconds": row["train_seconds"],
@@ -198,34 +248,25 @@ def train_models(run: RunFolder, params: Params, data: LandmarkSet, *, selection
             m = params.model
             hypers = {e: (m.filters, m.lstm_units, m.fc_units) for e in params.emotions}
         parts_of = {s: RunFolder.split_parts(splits, s) for s in seeds}
-        # Same-architecture units back to back: each traced model is reused as long as possible.
-        units = [Unit(v, e, s, subsets[(e, s)], hypers[e])
-                 for v in variants for e in params.emotions for s in seeds]
-        units.sort(key=lambda u: (VARIANTS.index(u.variant), u.hyper))
-        for unit in units:
+        planned = []
+        for unit in (Unit(v, e, s, subsets[(e, s)], hypers[e]) for v in variants for e in params.emotions
+                     for s in seeds):
             parts = parts_of[unit.seed]
             key = unit_key(variant=unit.variant, emotion=unit.emotion, seed=unit.seed,
                             landmark_ids=unit.landmark_ids, hyper=unit.hyper, params=params,
                             data_fp=data_fp, parts=parts)
             path = run.model(unit.variant, unit.emotion, n_landmarks, selection, unit.seed)
-            record = read_record(path)
-            if record is None or record.get("key") != key:
-                grid_copy = None
-                if grid is not None and unit.variant == PAPER_VARIANT and unit.seed == grid.seed:
-                    grid_copy = run.grid_model(unit.emotion, n_landmarks, selection, unit.seed, unit.hyper)
-                    grid_record = read_record(grid_copy)
-                    if grid_record is not None and grid_record.get("key") == key:
-                        # The grid search already trained exactly this model.
-                        copy_unit(grid_copy, path, grid_record)
-                        record = grid_record
-                    else:
-                        grid_copy = None
-                if grid_copy is None:
-                    bar.set_postfix_str(f"{unit.variant} {unit.emotion} seed {unit.seed}")
-                    record = train_unit(unit, path, data=data, parts=parts, params=params,
-                                         selection=selection, key=key, pool=pool)
-            records.append(record)
-            bar.update(1)
+            if grid is not None and unit.variant == PAPER_VARIANT and unit.seed == grid.seed:
+                record = read_record(path)
+                grid_copy = run.grid_model(unit.emotion, n_landmarks, selection, unit.seed, unit.hyper)
+                grid_record = read_record(grid_copy)
+                if (record is None or record.get("key") != key) and grid_record is not None \
+                        and grid_record.get("key") == key:
+                    copy_unit(grid_copy, path, grid_record)  # the grid search trained exactly this model
+            planned.append((unit, path, key, parts))
+        done = train_pending(planned, data=data, params=params, selection=selection, pool=pool, bar=bar,
+                             what="training")
+        records.extend(done[path] for _, path, _, _ in planned)
     finally:
         bar.close()
         if records:

@@ -16,7 +16,8 @@ import pandas as pd
 from emolib.errors import DataError, ParamsError
 from emolib.io import content_key
 from emolib.models import count_params, reference_inputs, save_unit, scale_inputs
-from emolib.training.fit import TrainerPool, binary_metrics, fit_model
+from emolib.training.bank import BankFit, BankJob
+from emolib.training.fit import TrainerPool, binary_metrics
 from emolib.training.inputs import fit_scaler
 from emolib.vocab import HISTORY_COLUMNS, RESULT_KEY
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from emolib.landmarks import LandmarkSet
 
 # Bump when the training procedure changes in a way that changes models: cached ones are redone.
-TRAINING_VERSION = 1
+TRAINING_VERSION = 2  # 2: trained in banks (emolib.training.bank)
 
 # What ``train_models`` takes as ``landmark_ids``: None (all of the data's landmarks), one subset
 # per emotion, or a function (emotion, seed) -> subset.
@@ -59,41 +60,58 @@ def unit_key(*, variant: str, emotion: str, seed: int, landmark_ids: np.ndarray,
         "version": TRAINING_VERSION, "variant": variant, "emotion": emotion, "seed": int(seed),
         "landmark_ids": [int(i) for i in landmark_ids], "hyper": [int(v) for v in hyper],
         "model": params.model.model_dump(mode="json", exclude={"filters", "lstm_units", "fc_units"}),
-        "train": params.train.model_dump(mode="json", exclude={"threads"}),
+        "train": params.train.model_dump(mode="json", exclude={"threads", "bank_size"}),
         "normalize": params.data.normalize, "reference": params.data.reference, "data": data_fp,
         "parts": {p: hashlib.sha256(np.asarray(v, np.int64).tobytes()).hexdigest()[:16]
                   for p, v in parts.items()},
     })
 
 
-def train_unit(unit: Unit, path: Path, *, data: LandmarkSet, parts: Mapping[str, np.ndarray],
-                params: Params, selection: str, key: str, pool: TrainerPool) -> dict:
-    """Fit one model, save it at ``path``, return its record."""
+@dataclass
+class UnitInputs:
+    """One unit's scaled parts, labels and input scaling, ready for the bank."""
+
+    x: dict[str, np.ndarray]  # part -> (n, P, 2, K, 1)
+    y: dict[str, np.ndarray]  # part -> (n,) 0/1
+    mean: np.ndarray
+    std: np.ndarray
+
+    def job(self, seed: int) -> BankJob:
+        return BankJob(self.x["train"], self.y["train"], self.x["val"], self.y["val"], int(seed))
+
+
+def unit_inputs(unit: Unit, *, data: LandmarkSet, parts: Mapping[str, np.ndarray], params: Params) -> UnitInputs:
+    """The unit's landmarks, referenced and scaled with its training part's statistics."""
     sub = data.select_landmarks(unit.landmark_ids)
     y = (sub.emotion == unit.emotion).astype(np.int32)
     reference = params.data.reference
     mean, std = fit_scaler(reference_inputs(sub.X[parts["train"]], reference), params.data.normalize)
     x = {p: scale_inputs(sub.X[idx], mean, std, reference) for p, idx in parts.items()}
-    trainer = pool.get(unit.variant, data.frames, len(unit.landmark_ids), unit.hyper, params)
-    fit = fit_model(trainer, x["train"], y[parts["train"]], x["val"], y[parts["val"]],
-                    seed=unit.seed, params=params)
+    return UnitInputs(x, {p: y[idx] for p, idx in parts.items()}, mean, std)
+
+
+def save_trained(unit: Unit, path: Path, fit: BankFit, inputs: UnitInputs, *, n_parts: Mapping[str, int],
+                 params: Params, selection: str, key: str, pool: TrainerPool) -> dict:
+    """Put a trained unit's weights into its tf-keras model, test it, save it at ``path``; its record."""
+    trainer = pool.get(unit.variant, params.frames, len(unit.landmark_ids), unit.hyper, params)
     model = trainer.model
-    test_prob = trainer.predict(x["test"]).numpy()[:, 1]
+    model.set_weights(fit.weights)
+    test_prob = trainer.predict(inputs.x["test"]).numpy()[:, 1]
     total, trainable = count_params(model)
     best = fit.history.iloc[fit.best_epoch - 1]
     row = {
         "variant": unit.variant, "emotion": unit.emotion, "n_landmarks": len(unit.landmark_ids),
         "selection": selection, "seed": int(unit.seed),
-        **binary_metrics(y[parts["test"]], test_prob),
+        **binary_metrics(inputs.y["test"], test_prob),
         "epochs": fit.epochs, "train_seconds": fit.seconds, "seconds_per_epoch": fit.seconds / fit.epochs,
         "params": total, "trainable_params": trainable, "filters": unit.hyper[0],
-        "lstm_units": unit.hyper[1], "fc_units": unit.hyper[2], "n_train": len(parts["train"]),
-        "n_val": len(parts["val"]), "n_test": len(parts["test"]), "best_epoch": fit.best_epoch,
+        "lstm_units": unit.hyper[1], "fc_units": unit.hyper[2], "n_train": n_parts["train"],
+        "n_val": n_parts["val"], "n_test": n_parts["test"], "best_epoch": fit.best_epoch,
         "val_accuracy": float(best["val_accuracy"]), "val_loss": float(best["val_loss"]),
     }
-    record = {"key": key, "hyper": list(unit.hyper), "reference": reference, "row": row,
+    record = {"key": key, "hyper": list(unit.hyper), "reference": params.data.reference, "row": row,
               "history": fit.history.to_dict(orient="list")}
-    save_unit(path, model, mean, std, unit.landmark_ids, record)
+    save_unit(path, model, inputs.mean, inputs.std, unit.landmark_ids, record)
     return record
 
 
