@@ -242,6 +242,9 @@ def configure_tensorflow(threads: int = 0) -> None:
         except RuntimeError:
             pass  # runtime already initialised: keep its thread pools
     tf.config.experimental.enable_op_determinism()
+    # On an Ampere or newer GPU, TensorFlow would run float32 products in TF32 (10-bit
+    # mantissas): off, so that a GPU run computes what the CPU computes, to float32 rounding.
+    tf.config.experimental.enable_tensor_float_32_execution(False)
     # With op determinism on, a random op refuses to run without a global seed; every model
     # here is seeded explicitly, but other code in the same process (a notebook) may not be.
     try:

@@ -1,7 +1,9 @@
 """Stage 02: the training protocol for T-EMO and R-EMO, the grid search, the SVM baselines.
 
 Modules: :mod:`~emolib.training.splits` (partitions), :mod:`~emolib.training.inputs` (scaling
-statistics, class weights), :mod:`~emolib.training.fit` (one model), :mod:`~emolib.training.units`
+statistics, class weights), :mod:`~emolib.training.bank` (many models at once),
+:mod:`~emolib.training.fit` (one model alone: the reference the bank is tested against, and the
+traced tf-keras model each unit is saved from), :mod:`~emolib.training.units`
 (a unit, its key, its fit), :mod:`~emolib.training.stage` (the stage and the grid search),
 :mod:`~emolib.training.svm`, :mod:`~emolib.training.summaries`.
 
@@ -41,9 +43,11 @@ One binary model per emotion (that emotion against the others), per variant and 
   whose record holds the same key is not trained again. Files are written atomically, the record
   last, so an interrupted run never leaves a half-written model that passes for a finished one.
 
-Speed: a model of a given architecture is built, compiled and traced once per process and then
-reset (weights, optimizer state, dropout generator) for each (emotion, seed), which removes the
-per-model tracing cost (1-3 s on a small CPU) from all but the first model of each shape.
+Speed: the units of one architecture train together in banks (:mod:`~emolib.training.bank`:
+one traced computation for many models; ``train.bank_size``), each unit still with its own
+partition, initial weights, batch order, dropout masks and early stopping; each is saved as soon
+as it stops. A unit's ``train_seconds`` is its share of its bank's time (each epoch's time split
+among the units trained in it, in proportion to their training steps).
 """
 from emolib._deprecated import module_getattr as _module_getattr
 from emolib.training.splits import ensure_splits, make_splits, split_summary

@@ -22,13 +22,14 @@ _MASK32 = np.uint64(0xFFFFFFFF)
 RESERVED_PER_VALUE = 256
 
 
-def _blocks(counter: np.ndarray, key: np.uint64) -> np.ndarray:
-    """Philox4x32-10 of 128-bit counters (given as uint64 low halves; high halves 0)."""
+def _blocks(counter: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Philox4x32-10 of 128-bit counters (given as uint64 low halves; high halves 0), each with
+    its key (uint64, one per counter)."""
     c0 = counter & _MASK32
     c1 = counter >> np.uint64(32)
     c2 = np.zeros_like(counter)
     c3 = np.zeros_like(counter)
-    k0, k1 = np.uint64(int(key) & 0xFFFFFFFF), np.uint64(int(key) >> 32 & 0xFFFFFFFF)
+    k0, k1 = key & _MASK32, (key >> np.uint64(32)) & _MASK32
     for r in range(10):
         p0 = _M0 * c0
         p1 = _M1 * c2
@@ -51,22 +52,40 @@ def uniform_draws(state: tuple[int, int, int], sizes: list[int]) -> tuple[list[n
     Returns:
         (one float32 array per draw, the state after the draws).
     """
-    lo, hi, key = (int(v) & 0xFFFFFFFFFFFFFFFF for v in state)
-    if hi:
-        raise RuntimeError("Philox counter beyond 64 bits: not reproduced here")
-    starts, c = [], lo
-    for n in sizes:
-        starts.append(c)
-        c += RESERVED_PER_VALUE * int(n)
-    if c >= 2 ** 64:
-        raise RuntimeError("Philox counter beyond 64 bits: not reproduced here")
-    n_blocks = [(int(n) + 3) // 4 for n in sizes]
-    counters = np.concatenate([np.arange(s, s + b, dtype=np.uint64) for s, b in zip(starts, n_blocks)]) \
-        if sizes else np.zeros(0, np.uint64)
-    bits = _blocks(counters, np.uint64(key))
+    draws, states = many_uniform_draws([state], [sizes])
+    return draws[0], states[0]
+
+
+def many_uniform_draws(states: list[tuple[int, int, int]], sizes: list[list[int]]):
+    """:func:`uniform_draws` for several generators at once (one vectorised Philox call).
+
+    Returns:
+        (per generator, its list of draws; per generator, its state after the draws).
+    """
+    counters, keys, spans, after = [], [], [], []
+    for state, sz in zip(states, sizes):
+        lo, hi, key = (int(v) & 0xFFFFFFFFFFFFFFFF for v in state)
+        c = lo
+        mine = []
+        for n in sz:
+            blocks = (int(n) + 3) // 4
+            counters.append(np.arange(c, c + blocks, dtype=np.uint64))
+            keys.append(np.full(blocks, key, np.uint64))
+            mine.append((blocks, int(n)))
+            c += RESERVED_PER_VALUE * int(n)
+        if hi or c >= 2 ** 64:
+            raise RuntimeError("Philox counter beyond 64 bits: not reproduced here")
+        spans.append(mine)
+        after.append((c, hi, key))
+    if not counters:
+        return [[] for _ in states], after
+    bits = _blocks(np.concatenate(counters), np.concatenate(keys))
     floats = ((bits & np.uint32(0x7FFFFF)) | np.uint32(0x3F800000)).view(np.float32) - np.float32(1.0)
     out, at = [], 0
-    for n, b in zip(sizes, n_blocks):
-        out.append(floats[at:at + b].reshape(-1)[:n])
-        at += b
-    return out, (c, hi, key)
+    for mine in spans:
+        draws = []
+        for blocks, n in mine:
+            draws.append(floats[at:at + blocks].reshape(-1)[:n])
+            at += blocks
+        out.append(draws)
+    return out, after

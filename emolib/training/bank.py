@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from emolib.models import build_model, conv_kernel, initial_weights
-from emolib.training._philox import uniform_draws
+from emolib.training._philox import many_uniform_draws
 from emolib.training.inputs import class_weights
 
 if TYPE_CHECKING:
@@ -404,13 +404,15 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
     seconds = np.zeros(B)
     results: list[Optional[BankFit]] = [None] * B
 
-    def finish(row: int, job: int) -> None:
-        fit = BankFit(pd.DataFrame(rows[job], columns=["epoch", "loss", "val_loss", "accuracy", "val_accuracy"]),
-                      int(best_epoch[job]), len(rows[job]), float(seconds[job]),
-                      [best[k][row].numpy() for k in range(len(WEIGHT_NAMES))])
-        results[job] = fit
-        if on_done is not None:
-            on_done(job, fit)
+    def finish(done_rows: list[int]) -> None:
+        arrays = [a.numpy() for a in best]
+        for row in done_rows:
+            job = alive[row]
+            fit = BankFit(pd.DataFrame(rows[job], columns=["epoch", "loss", "val_loss", "accuracy", "val_accuracy"]),
+                          int(best_epoch[job]), len(rows[job]), float(seconds[job]), [a[row].copy() for a in arrays])
+            results[job] = fit
+            if on_done is not None:
+                on_done(job, fit)
 
     for epoch in range(1, t.epochs + 1):
         start = time.perf_counter()
@@ -423,10 +425,13 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
             perm = rngs[b].permutation(n).astype(np.int32)
             flat_o, flat_m = order[r].reshape(-1), mask[r].reshape(-1)
             flat_o[:n], flat_m[:n] = perm, 1.0
-            if arch.dropout > 0:
-                sizes = [min(bs, n - s) * Q for s in range(0, n, bs)]
-                draws, states[b] = uniform_draws(states[b], sizes)
-                for s, u in enumerate(draws):
+        if arch.dropout > 0:
+            # One draw per training step of each unit, as its Dropout layer draws them.
+            sizes = [[min(bs, int(n_train[b]) - s) * Q for s in range(0, int(n_train[b]), bs)] for b in alive]
+            draws, after = many_uniform_draws([states[b] for b in alive], sizes)
+            for r, b in enumerate(alive):
+                states[b] = after[r]
+                for s, u in enumerate(draws[r]):
                     keep[r, s, :len(u) // Q] = u.reshape(-1, Q) >= np.float32(arch.dropout)
         w, m, v, steps, total, hits = train_epoch(w, m, v, steps, x, y, sw, order, mask, keep)
         prob = predict(w, x_val).numpy()
@@ -452,8 +457,8 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
         seconds[alive] += elapsed * share
         last = epoch == t.epochs
         done = list(range(len(alive))) if last else stopped
-        for r in done:
-            finish(r, alive[r])
+        if done:
+            finish(done)
         if done and not last:
             keep_rows = [r for r in range(len(alive)) if r not in set(done)]
             if not keep_rows:

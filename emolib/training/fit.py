@@ -1,4 +1,8 @@
-"""Fitting one model: the traced training step, early stopping, the restore of the best epoch.
+"""Fitting one model alone: the traced training step, early stopping, the restore of the best epoch.
+
+Stage 02 trains in banks (:mod:`emolib.training.bank`); this module is the one-at-a-time
+reference the bank is tested and benchmarked against, and its :class:`TrainerPool` holds the
+tf-keras models that trained units are saved from.
 
 Adam (``train.learning_rate``), mini-batches of ``train.batch_size`` (the paper: 16), reshuffled
 every epoch; the loss is the binary cross-entropy weighted by class (``train.class_weight:

@@ -11,6 +11,13 @@ Resume: a finished model is saved under ``models/<variant>/<emotion>/`` with its
 JSON record (metrics, learning curve, and the key of everything that shapes it); a model whose
 record holds the same key is not trained again. Files are written atomically, the record last,
 so an interrupted run never leaves a half-written model that passes for a finished one.
+
+Banks: the units still to train are grouped by architecture and trained in banks
+(:func:`train_pending`, :mod:`emolib.training.bank`); a unit is saved the moment it stops, so an
+interrupted bank loses only its unfinished units. Which units share a bank changes a unit's
+weights in the last bits only (float32 rounding; ``tests/training/test_bank.py``): a run is
+reproducible bit for bit, but a resumed one can differ from a clean one at that level. With
+``train.bank_size: 1`` every unit trains alone and is the same whatever else is trained.
 """
 from __future__ import annotations
 
