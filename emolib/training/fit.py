@@ -80,7 +80,7 @@ class Trainer:
     """
 
     def __init__(self, variant: str, frames: int, n_landmarks: int, hyper: tuple[int, int, int],
-                 params: Params):
+                 params: Params, *, training: bool = True):
         import tensorflow as tf
 
         m = params.model
@@ -121,9 +121,11 @@ class Trainer:
             return model(x, training=False)
 
         self.train_epoch, self.predict = train_epoch, predict
-        # Trace both now (and create Adam's slots), so that no unit's timing includes it.
+        # Trace both now (and create Adam's slots), so that no unit's timing includes it; a
+        # model only predicted with (a unit trained in a bank, saved from here) skips the first.
         zeros = np.zeros((1, frames, 2, n_landmarks, 1), np.float32)
-        train_epoch(zeros, np.zeros(1, np.int32), np.ones(1, np.float32), np.zeros(1, np.int32))
+        if training:
+            train_epoch(zeros, np.zeros(1, np.int32), np.ones(1, np.float32), np.zeros(1, np.int32))
         predict(zeros)
         self.dropout_generator = _dropout_generator(model)
 
@@ -165,16 +167,17 @@ class TrainerPool:
         self.items: "OrderedDict[tuple, Trainer]" = OrderedDict()
 
     def get(self, variant: str, frames: int, n_landmarks: int, hyper: tuple[int, int, int],
-            params: Params) -> Trainer:
+            params: Params, *, training: bool = True) -> Trainer:
+        """A Trainer for the architecture; ``training=False``: one to predict with (and save) only."""
         m, t = params.model, params.train
         key = (variant, frames, n_landmarks, tuple(hyper), tuple(m.kernel_size), m.dropout,
-               m.fc_activation, t.learning_rate, t.batch_size)
+               m.fc_activation, t.learning_rate, t.batch_size, training)
         if key in self.items:
             self.items.move_to_end(key)
             return self.items[key]
         if len(self.items) >= self.size:
             self.clear()
-        trainer = Trainer(variant, frames, n_landmarks, hyper, params)
+        trainer = Trainer(variant, frames, n_landmarks, hyper, params, training=training)
         if trainer.dropout_generator is None:
             return trainer  # cannot be reset exactly: never reuse it
         self.items[key] = trainer

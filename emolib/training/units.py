@@ -93,7 +93,7 @@ def unit_inputs(unit: Unit, *, data: LandmarkSet, parts: Mapping[str, np.ndarray
 def save_trained(unit: Unit, path: Path, fit: BankFit, inputs: UnitInputs, *, n_parts: Mapping[str, int],
                  params: Params, selection: str, key: str, pool: TrainerPool) -> dict:
     """Put a trained unit's weights into its tf-keras model, test it, save it at ``path``; its record."""
-    trainer = pool.get(unit.variant, params.frames, len(unit.landmark_ids), unit.hyper, params)
+    trainer = pool.get(unit.variant, params.frames, len(unit.landmark_ids), unit.hyper, params, training=False)
     model = trainer.model
     model.set_weights(fit.weights)
     test_prob = trainer.predict(inputs.x["test"]).numpy()[:, 1]
