@@ -184,30 +184,25 @@ def _functions(arch: Architecture):
     f = tf.constant(1.0 - _BN_MOMENTUM, tf.float32)
 
     def conv(w, x):
-        # x (B, n, P, 2, K) -> (B, n*P, ho, wo, F): the per-frame valid convolution and its ReLU,
-        # as one batched product of each position's patch (kw landmarks x kh coordinates) with
-        # the unit's kernel. Products, not tf.nn.depthwise_conv2d with the units as channels:
-        # that one is faster but its last bits change with the number of channels, so a unit's
-        # numbers would depend on which units share its bank.
+        # x (B, n, P, 2, K) -> (B, n*P, ho, F, wo): the per-frame valid convolution and its ReLU,
+        # as one batched product of the unit's kernel (its bias as one more column) with the
+        # patch rows (one row per kernel tap, landmarks along the last axis). Products, not
+        # tf.nn.depthwise_conv2d with the units as channels: that one's last bits change with
+        # the number of channels, so a unit's numbers would depend on which units share its bank.
         shape = tf.shape(x)
         B, n = shape[0], shape[1]
-        if kh == 2:
-            xt = tf.transpose(tf.reshape(x, [B, n * P, 2, K]), [0, 1, 3, 2])  # (B, nP, K, 2)
-            patches = tf.concat([xt[:, :, d:d + wo, :] for d in range(kw)], axis=-1)  # (dw, dh)
-            kernel = tf.reshape(tf.transpose(w[0][:, :, :, 0, :], [0, 2, 1, 3]), [B, kw * 2, F])
-        else:
-            xt = tf.reshape(x, [B, n * P, 2, K, 1])
-            patches = tf.concat([xt[:, :, :, d:d + wo, :] for d in range(kw)], axis=-1)
-            kernel = tf.reshape(w[0], [B, kw, F])
-        z = tf.matmul(tf.reshape(patches, [B, -1, kh * kw]), kernel) + w[1][:, None, :]
-        return tf.reshape(tf.nn.relu(z), [B, n * P, ho, wo, F])
+        xr = tf.reshape(x, [B, n * P, 2, K])
+        rows = tf.stack([tf.concat([xr[:, :, h + dh:h + dh + 1, dw:dw + wo] for dw in range(kw) for dh in range(kh)]
+                                   + [tf.ones([B, n * P, 1, wo])], axis=2) for h in range(ho)], axis=2)
+        kernel = tf.reshape(tf.transpose(w[0][:, :, :, 0, :], [0, 3, 2, 1]), [B, F, kw * kh])
+        kernel = tf.concat([kernel, w[1][:, :, None]], axis=2)[:, None, None]  # (B, 1, 1, F, taps + 1)
+        return tf.nn.relu(tf.matmul(kernel, rows))
 
     def moments(z, sm):
         # BatchNorm's batch statistics per unit and filter over its real samples (sm: (B, n) 0/1).
         B, n = tf.shape(sm)[0], tf.shape(sm)[1]
-        zr = tf.reshape(z, [B, n, P * ho * wo, F])
-        s1 = tf.reduce_sum(zr, axis=2)
-        s2 = tf.reduce_sum(tf.square(zr), axis=2)
+        s1 = tf.reduce_sum(tf.reshape(tf.reduce_sum(z, axis=-1), [B, n, P * ho, F]), axis=2)
+        s2 = tf.reduce_sum(tf.reshape(tf.reduce_sum(tf.square(z), axis=-1), [B, n, P * ho, F]), axis=2)
         size = tf.reduce_sum(sm, axis=1) * float(P * ho * wo)
         denom = tf.maximum(size, 1.0)[:, None]
         mean = tf.einsum("bn,bnf->bf", sm, s1) / denom
@@ -220,14 +215,14 @@ def _functions(arch: Architecture):
         B = tf.shape(w[2])[0]
         a = w[2] * tf.math.rsqrt(var + _BN_EPSILON)
         c = w[3] - mean * a
-        kernel = tf.reshape(w[6], [B, ho * wo, F, 4 * Q])
-        bias = tf.einsum("bf,bfg->bg", c, tf.reduce_sum(kernel, axis=1)) + w[8]
-        # Scaled with the filter axis first, so that a's gradient is a reduction over one
+        # Keras' kernel rows run (h, w, f); the features here run (h, f, w). The scaling by a is
+        # applied with the filter axis first, so that a's gradient is a reduction over one
         # contiguous axis (over two axes its summation order changed with the bank's size).
-        kt = tf.reshape(tf.transpose(kernel, [0, 2, 1, 3]), [B, F, ho * wo * 4 * Q]) * a[:, :, None]
-        kernel = tf.reshape(tf.transpose(tf.reshape(kt, [B, F, ho * wo, 4 * Q]), [0, 2, 1, 3]),
-                            [B, ho * wo * F, 4 * Q])
-        zt = tf.reshape(z, [B, n * P, ho * wo * F])
+        kf = tf.transpose(tf.reshape(w[6], [B, ho, wo, F, 4 * Q]), [0, 3, 1, 2, 4])  # (B, F, ho, wo, G)
+        bias = tf.einsum("bf,bfg->bg", c, tf.reduce_sum(tf.reshape(kf, [B, F, ho * wo, 4 * Q]), axis=2)) + w[8]
+        kf = tf.reshape(tf.reshape(kf, [B, F, ho * wo * 4 * Q]) * a[:, :, None], [B, F, ho, wo, 4 * Q])
+        kernel = tf.reshape(tf.transpose(kf, [0, 2, 1, 3, 4]), [B, ho * F * wo, 4 * Q])
+        zt = tf.reshape(z, [B, n * P, ho * F * wo])
         xw = tf.reshape(tf.matmul(zt, kernel) + bias[:, None, :], [B, n, P, 4 * Q])
         h = tf.zeros([B, n, Q])
         cell = tf.zeros([B, n, Q])
