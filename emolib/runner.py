@@ -61,8 +61,11 @@ def notebooks_dir() -> Path:
 
 def parse_stages(text: str | None) -> list[str]:
     """Turn ``"01,03"`` (or full names) into stage names, in run order."""
-    if not text:
+    if text is None:
         return list(STAGES)
+    if not text.strip(" ,"):
+        raise ParamsError(f"--stages {text!r}: names no stage; expected some of {', '.join(STAGES)} "
+                          "(or 01..05), or leave --stages out to run them all")
     chosen = []
     for token in (t.strip() for t in text.split(",") if t.strip()):
         match = [s for s in STAGES if s == token or s.split("_")[0] == token.zfill(2)]

@@ -241,8 +241,23 @@ def read_ckplus(root: str | Path, emotions: Sequence[str] = EMOTIONS) -> list[Se
     if labels is None:
         raise DataError(f"{root}: no 'Emotion' label folder inside (expected "
                         "Emotion/Sxxx/yyy/Sxxx_yyy_zzzzzzzz_emotion.txt); no sequence is labelled")
+    sequences += _labels_without_images(labels, images, {s.sequence for s in sequences})
+    sequences.sort(key=lambda s: s.sequence)
     require_usable(sequences, f"{root} (CK+)")
     return sequences
+
+
+def _labels_without_images(labels: Path, images: Path, known: set[str]) -> list[SequenceInfo]:
+    """A label folder whose sequence has no image folder: an error row in the report, not a silent loss."""
+    out = []
+    for subject_dir in sorted(p for p in labels.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for seq_dir in sorted(p for p in subject_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            sequence = f"{subject_dir.name}_{seq_dir.name}"
+            if sequence not in known and any(seq_dir.glob("*.txt")):
+                out.append(SequenceInfo(sequence, subject_dir.name, None, "frames", (), "error",
+                                        f"{seq_dir}: an emotion label, but no image folder "
+                                        f"{images / subject_dir.name / seq_dir.name}"))
+    return out
 
 
 def _check_studied(info: SequenceInfo, emotions: Sequence[str]) -> SequenceInfo:
@@ -322,6 +337,9 @@ def read_video_folder(root: str | Path, emotions: Sequence[str] = EMOTIONS) -> l
     sequences: list[SequenceInfo] = []
     seen: dict[str, int] = {}
     for line, row in enumerate(rows, start=2):
+        if None in row:  # csv.DictReader puts the fields beyond the header under None
+            raise DataError(f"{labels}: line {line}: {len(header) + len(row[None])} fields, the header has "
+                            f"{len(header)} ({', '.join(header)}); a value holding a comma must be quoted")
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
         rel, label, subject = row["path"], row["emotion"], row["subject"]
         sequence = str(Path(rel).with_suffix("")).replace("\\", "/").replace("/", "_") or f"row{line}"
