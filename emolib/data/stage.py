@@ -101,23 +101,28 @@ def _finish_sequence(info: SequenceInfo, raw: SequenceLandmarks, params: Params)
     n = len(raw.found)
     missing = int((~raw.found).sum())
     row = _report_row(info, frames=n, frames_without_face=missing, status="ok")
+    row["face_finder"] = raw.finder
     policy = params.data.missing_face
     where = info.files[0].parent if info.kind == "frames" else info.files[0]
+    bad = [f"{name} ({why})" for name, why in zip(raw.frame_names, raw.unreadable) if why]
+    unreadable = f"; {len(bad)} unreadable, counted without a face: {', '.join(bad[:3])}" if bad else ""
+    if len(bad) > 3:
+        unreadable += f" and {len(bad) - 3} more"
     if missing == n:
-        row.update(status="dropped", reason=f"{where}: no face found in any of the {n} frames")
+        row.update(status="dropped", reason=f"{where}: no face found in any of the {n} frames{unreadable}")
         return None, row
     if missing:
         first = raw.frame_names[int(np.argmin(raw.found))]
         if missing / n > policy.max_missing_fraction:
             row.update(status="dropped", reason=f"{missing} of {n} frames without a face (first: {first}), "
-                       f"more than missing_face.max_missing_fraction={policy.max_missing_fraction}")
+                       f"more than missing_face.max_missing_fraction={policy.max_missing_fraction}{unreadable}")
             return None, row
         if policy.fill == "drop_sequence":
             row.update(status="dropped", reason=f"{missing} of {n} frames without a face (first: {first}) "
-                       "and missing_face.fill is drop_sequence")
+                       f"and missing_face.fill is drop_sequence{unreadable}")
             return None, row
         row.update(status="filled", reason=f"{missing} of {n} frames without a face (first: {first}), "
-                   "filled from neighbouring frames")
+                   f"filled from neighbouring frames{unreadable}")
     X = fill_missing_frames(raw.landmarks, raw.found)
     return resample_sequence(X, params.frames), row
 
@@ -125,7 +130,7 @@ def _finish_sequence(info: SequenceInfo, raw: SequenceLandmarks, params: Params)
 def _report_row(info: SequenceInfo, *, frames=None, frames_without_face=None, status="", reason="") -> dict:
     return {"sequence": info.sequence, "subject": info.subject, "emotion": info.emotion or "",
             "frames": frames if frames is not None else (len(info.files) if info.kind == "frames" else None),
-            "frames_without_face": frames_without_face, "status": status, "reason": reason}
+            "frames_without_face": frames_without_face, "status": status, "reason": reason, "face_finder": ""}
 
 
 def _assemble(items: list[tuple[SequenceInfo, np.ndarray]], flip: bool) -> LandmarkSet:
