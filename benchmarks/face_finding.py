@@ -137,14 +137,15 @@ def measure(root: Path, with_mediapipe: bool = True) -> dict[str, dict]:
     from emolib.data.extract import extract_sequences
     from emolib.data.sources import read_ckplus
 
-    cases = dict(line.split(" ", 1) for line in (root / "cases.txt").read_text().splitlines())
+    listing = root / "cases.txt"
+    cases = dict(line.split(" ", 1) for line in listing.read_text().splitlines()) if listing.is_file() else {}
     sequences = [s for s in read_ckplus(root) if s.usable]
     with tempfile.TemporaryDirectory(prefix="faces-cache-") as cache:
         results, errors = extract_sequences(sequences, Path(cache), workers=1, progress=False)
     out = {}
     for info in sequences:
         raw = results.get(info.sequence)
-        out[info.sequence] = {"case": cases[info.sequence], "frames": len(info.files),
+        out[info.sequence] = {"case": cases.get(info.sequence, ""), "frames": len(info.files),
                               "emolib": int(raw.found.sum()) if raw is not None else 0,
                               "finder": getattr(raw, "finder", "?") if raw is not None else errors.get(info.sequence)}
     if with_mediapipe:
@@ -160,13 +161,14 @@ def measure(root: Path, with_mediapipe: bool = True) -> dict[str, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, help="write (or reuse) the hard case here (default: a temporary folder)")
+    parser.add_argument("--data", type=Path, help="measure this CK+-shaped folder instead (e.g. the demo dataset)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--no-mediapipe", action="store_true", help="skip the MediaPipe reference")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="faces-hard-") as tmp:
-        root = args.root or Path(tmp) / "hard"
-        if not (root / "cases.txt").is_file():
+        root = args.data or args.root or Path(tmp) / "hard"
+        if args.data is None and not (root / "cases.txt").is_file():
             write_hard_case(root, args.frames)
         table = measure(root, with_mediapipe=not args.no_mediapipe)
     print(f"{'sequence':10} {'case':28} frames emolib mediapipe finder   ({os.cpu_count()} cores)")

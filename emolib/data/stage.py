@@ -7,7 +7,8 @@ Sources: the demo dataset (written first, then read as CK+), CK+, a folder of vi
 * **Missing faces** (``params.data.missing_face``): frames without a face are filled by linear
   interpolation between the nearest frames with one (``neighbours``), unless more than
   ``max_missing_fraction`` of the sequence is missing, or ``fill`` is ``drop_sequence``: then the
-  sequence is dropped. Every such case is a row of ``data/extraction_report.csv``.
+  sequence is dropped. Every such case is a row of ``data/extraction_report.csv``. A frame file
+  that is empty or cannot be decoded is a frame without a face too, named in the row's reason.
 * **Resampling**: every sequence becomes ``params.frames`` frames, uniformly in time, by linear
   interpolation.
 * **Flip augmentation** (``data.flip``): a mirrored copy of every sequence
