@@ -120,27 +120,50 @@ def stage_outputs(root: Path, before: dict, after: dict, owned_before: dict) -> 
     return records
 
 
-def input_files(params: "Params") -> tuple[Optional[Path], dict[str, dict]]:
+def input_files(params: "Params", run_root: Optional[Path] = None) -> tuple[Optional[Path], dict[str, dict]]:
     """Stage 01's inputs: the user's data files, by path relative to ``data.path``.
 
+    What the readers read: for CK+, the image and label (``.txt``) files; for a videos folder,
+    every file. Hidden files (``.DS_Store``, editors' swap files) and a run folder kept inside
+    the data folder are no input: they change without changing the data.
+
     Returns:
-        (the base folder, records); (None, {}) for the demo source, whose data stage 01 itself
-        writes from its parameters.
+        (``data.path``, records by path relative to it, or to its folder when it is a file);
+        (None, {}) for the demo source, whose data stage 01 itself writes from its parameters.
     """
     source, path = params.data.source, params.data.path
     if source == "demo" or not path:
         return None, {}
     base = Path(path)
-    if base.is_file():
-        return base.parent, {base.name: file_record(base, INPUT_HASH_LIMIT)}
     records = {}
-    for dirpath, dirs, files in os.walk(base):
-        dirs.sort()
-        for name in sorted(files):
-            full = Path(dirpath) / name
-            with contextlib.suppress(OSError):
-                records[full.relative_to(base).as_posix()] = file_record(full, INPUT_HASH_LIMIT)
+    for rel in sorted(_listing(base, source, run_root)):
+        with contextlib.suppress(OSError):
+            records[rel] = file_record(_root(base) / rel, INPUT_HASH_LIMIT)
     return base, records
+
+
+def _root(base: Path) -> Path:
+    """What input paths are relative to: ``data.path`` itself, or its folder when it is a file."""
+    return base.parent if base.is_file() else base
+
+
+def _listing(base: Path, source: str, run_root: Optional[Path]) -> set[str]:
+    """The input files under ``base`` (see :func:`input_files`), by relative path."""
+    from emolib.data.sources import IMAGE_SUFFIXES
+
+    if base.is_file():
+        return {base.name}
+    skip = Path(run_root).resolve() if run_root is not None else None
+    wanted = {*IMAGE_SUFFIXES, ".txt"} if source == "ckplus" else None
+    names = set()
+    for dirpath, dirs, files in os.walk(base):
+        here = Path(dirpath)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and (skip is None or (here / d).resolve() != skip)]
+        for name in files:
+            if name.startswith(".") or (wanted is not None and Path(name).suffix.lower() not in wanted):
+                continue
+            names.add((here / name).relative_to(base).as_posix())
+    return names
 
 
 def records_key(records: dict[str, dict]) -> str:
@@ -153,13 +176,17 @@ def _name_some(items: list[str]) -> str:
     return shown + (f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else "")
 
 
-def changed_inputs(recorded: dict[str, dict], base: Path) -> Optional[str]:
-    """Why stage 01's input files differ from ``recorded`` (None when they do not)."""
-    _, now = _listing(base)
-    changed = [f"{base / rel} {why}" for rel, rec in recorded.items()
-               if rel in now and (why := file_change(rec, base / rel))]
-    missing = [str(base / rel) for rel in recorded if rel not in now]
-    added = [str(base / rel) for rel in now if rel not in recorded]
+def changed_inputs(recorded: dict[str, dict], base: Path, source: str,
+                   run_root: Optional[Path] = None) -> Optional[str]:
+    """Why stage 01's input files (under ``data.path``, ``base``) differ from ``recorded`` (None
+    when they do not)."""
+    if not base.exists():
+        return f"input gone: {base}"
+    root, now = _root(base), _listing(base, source, run_root)
+    changed = [f"{root / rel} {why}" for rel, rec in recorded.items()
+               if rel in now and (why := file_change(rec, root / rel))]
+    missing = [str(root / rel) for rel in recorded if rel not in now]
+    added = [str(root / rel) for rel in sorted(now) if rel not in recorded]
     parts = []
     if changed:
         parts.append("input changed: " + _name_some(changed))
@@ -168,16 +195,6 @@ def changed_inputs(recorded: dict[str, dict], base: Path) -> Optional[str]:
     if added:
         parts.append("new input: " + _name_some(added))
     return "; ".join(parts) or None
-
-
-def _listing(base: Path) -> tuple[Path, set[str]]:
-    if base.is_file():
-        return base.parent, {base.name}
-    names = set()
-    for dirpath, _dirs, files in os.walk(base):
-        for name in files:
-            names.add((Path(dirpath) / name).relative_to(base).as_posix())
-    return base, names
 
 
 def changed_outputs(recorded: dict[str, dict], root: Path) -> Optional[str]:

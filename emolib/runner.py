@@ -223,7 +223,8 @@ def why_redo(stage: str, params: Params, run: RunFolder, manifest: dict, files: 
     if entry.get("inputs_key") != _inputs_key_now(stage, manifest, record):
         return "the outputs of an earlier stage changed since it ran"
     if record.get("inputs_base"):
-        changed = changed_inputs(record.get("inputs", {}), Path(record["inputs_base"]))
+        changed = changed_inputs(record.get("inputs", {}), Path(record["inputs_base"]), params.data.source,
+                                 run.root)
         if changed:
             return changed
     return changed_outputs(record.get("outputs", {}), run.root)
@@ -257,7 +258,7 @@ def _execute_stage(stage: str, notebook: Path, nb_dir: Path, params: Params, par
     executed = run.notebook(stage)
     log(f"[{stage}] running {notebook.name} -> {executed}")
     if stage == STAGES[0]:
-        base, inputs = input_files(params)
+        base, inputs = input_files(params, run.root)
         inputs_key = records_key(inputs)
     else:
         base, inputs, inputs_key = None, {}, upstream_key(manifest, stage)

@@ -210,3 +210,38 @@ def test_an_out_inside_a_file_is_refused_naming_it(tmp_path, notebooks):
     out = tmp_path / "afile" / "run"
     with pytest.raises(ParamsError, match=f"--out {out}: cannot create the run folder"):
         _study(notebooks, out, parse_params({"name": "t"}))
+
+
+def test_a_replaced_landmark_file_is_noticed_and_its_neighbours_are_not_inputs(tmp_path, notebooks):
+    data = tmp_path / "mine"
+    data.mkdir()
+    (data / "landmarks.npz").write_bytes(b"first version" * 10)
+    params = parse_params({"name": "t", "data": {"source": "landmarks", "path": str(data / "landmarks.npz")}})
+    out = tmp_path / "run"
+    _study(notebooks, out, params)
+    (data / "notes.txt").write_text("a file beside it")  # not an input
+    assert sum("skipped" in m for m in _study(notebooks, out, params)) == len(STAGES)
+    (data / "landmarks.npz").write_bytes(b"other version" * 10)  # same path, same size
+    messages = _study(notebooks, out, params)
+    assert f"[01_data_prep] redone: input changed: {data / 'landmarks.npz'} changed (other content, same size)" \
+        in messages
+    (data / "landmarks.npz").unlink()  # the tiny notebooks do not read it; the manifest does
+    assert f"[01_data_prep] redone: input gone: {data / 'landmarks.npz'}" in _study(notebooks, out, params)
+
+
+def test_ckplus_inputs_are_its_frames_and_labels_not_hidden_files_or_a_run_folder_inside(tmp_path, notebooks):
+    ck = tmp_path / "CK+"
+    frame = ck / "cohn-kanade-images" / "S005" / "001" / "S005_001_00000001.png"
+    label = ck / "Emotion" / "S005" / "001" / "S005_001_00000001_emotion.txt"
+    for path, content in ((frame, b"png" * 100), (label, b"3.0")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(content)
+    params = parse_params({"name": "t", "data": {"source": "ckplus", "path": str(ck)}})
+    out = ck / "runs" / "first"  # a run folder kept inside the data folder
+    _study(notebooks, out, params)
+    (ck / "cohn-kanade-images" / ".DS_Store").write_bytes(b"finder")
+    (ck / "README").write_text("notes")
+    assert sum("skipped" in m for m in _study(notebooks, out, params)) == len(STAGES)
+    label.write_bytes(b"5.0")
+    messages = _study(notebooks, out, params)
+    assert f"[01_data_prep] redone: input changed: {label} changed (other content, same size)" in messages
