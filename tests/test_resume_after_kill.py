@@ -36,11 +36,27 @@ def _finished_units(out: Path) -> list[Path]:
     return sorted((out / "models").rglob("*.json"))
 
 
-@pytest.mark.timeout(900)
-def test_sigkill_in_stage_02_then_resume_equals_a_clean_run(tmp_path):
-    clean = tmp_path / "clean"
-    proc = subprocess.run(_command(clean), env=_env(), capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    """An uninterrupted run of stages 01 and 02 at the tiny settings."""
+    out = tmp_path_factory.mktemp("clean") / "run"
+    proc = subprocess.run(_command(out), env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _same_results(a: Path, b: Path) -> None:
+    for table, key in (("training.csv", ["variant", "emotion", "seed"]), ("splits.csv", None)):
+        x = pd.read_csv(a / "results" / table).drop(columns=TIMING, errors="ignore")
+        y = pd.read_csv(b / "results" / table).drop(columns=TIMING, errors="ignore")
+        if key:
+            x, y = (t.sort_values(key).reset_index(drop=True) for t in (x, y))
+        pd.testing.assert_frame_equal(x, y)
+    assert (a / "data" / "landmarks.npz").read_bytes() == (b / "data" / "landmarks.npz").read_bytes()
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_in_stage_02_then_resume_equals_a_clean_run(tmp_path, clean):
     n_units = len(_finished_units(clean))
     assert n_units == 4  # 2 emotions x 2 variants x 1 seed
 
@@ -67,11 +83,23 @@ def test_sigkill_in_stage_02_then_resume_equals_a_clean_run(tmp_path):
         assert unit.stat().st_mtime_ns == mtime
     assert not list(killed.rglob(".*.tmp*"))
 
-    for table, key in (("training.csv", ["variant", "emotion", "seed"]), ("splits.csv", None)):
-        a = pd.read_csv(clean / "results" / table).drop(columns=TIMING, errors="ignore")
-        b = pd.read_csv(killed / "results" / table).drop(columns=TIMING, errors="ignore")
-        if key:
-            a, b = (t.sort_values(key).reset_index(drop=True) for t in (a, b))
-        pd.testing.assert_frame_equal(a, b)
-    with open(clean / "data" / "landmarks.npz", "rb") as fa, open(killed / "data" / "landmarks.npz", "rb") as fb:
-        assert fa.read() == fb.read()
+    _same_results(clean, killed)
+
+
+@pytest.mark.timeout(900)
+def test_a_truncated_model_is_noticed_and_retrained_by_a_plain_rerun(tmp_path, clean):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(clean, run)
+    # The copy's manifest records the clean folder's paths relative to the run: still valid.
+    model = sorted((run / "models").rglob("*.keras"))[0]
+    model.write_bytes(model.read_bytes()[:100])  # as a full disk or a cut copy leaves it
+    proc = subprocess.run(_command(run), env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rel = model.relative_to(run).as_posix()
+    assert f"[02_training] redone: output {rel} changed (size" in proc.stdout
+    from emolib.models import read_record
+
+    assert read_record(model) is not None  # retrained whole, its record matching it again
+    _same_results(clean, run)
