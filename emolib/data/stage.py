@@ -163,9 +163,12 @@ def _landmark_source(params: Params) -> tuple[LandmarkSet, list[dict]]:
         seen.add(data.sequence[i])
         info = SequenceInfo(str(data.sequence[i]), str(data.subject[i]), str(data.emotion[i]), "frames")
         ok = bool(keep[i])
+        reason = "" if ok else f"{data.emotion[i]} is not in params.emotions"
+        if ok and data.frames > 1 and np.array_equal(data.X[i].min(axis=0), data.X[i].max(axis=0)):
+            # Legal, but an expression is movement: a still image repeated, or a copy gone wrong?
+            reason = f"warning: its {data.frames} frames are identical (no movement) in {path}"
         rows.append(_report_row(info, frames=data.frames, frames_without_face=0,
-                                status="ok" if ok else "skipped",
-                                reason="" if ok else f"{data.emotion[i]} is not in params.emotions"))
+                                status="ok" if ok else "skipped", reason=reason))
     if not keep.any():
         raise DataError(f"{path}: no sample has one of the emotions {list(params.emotions)}")
     data = data.subset(np.where(keep)[0])

@@ -406,3 +406,20 @@ def test_fast_landmark_decoding_matches_protobuf_fields():
     np.testing.assert_array_equal(_landmark_xy(points), expected)
     points.landmark[7].visibility = 0.5  # an extra field: the layout check takes the slow path
     np.testing.assert_array_equal(_landmark_xy(points), expected)
+
+
+def test_a_landmark_sequence_without_movement_is_kept_with_a_warning(tmp_path):
+    from tests.synthetic import make_landmark_set
+
+    source = make_landmark_set(subjects=3, frames=4, flip=False)
+    source.X[0] = source.X[0, :1]  # every frame the first: legal, suspicious
+    path = tmp_path / "mine.npz"
+    save_landmarks(path, source)
+    params = parse_params({"name": "l", "frames": 4, "data": {"source": "landmarks", "path": str(path)}})
+    run = RunFolder(tmp_path / "run")
+    prepare_landmarks(params, run, progress=False)
+    report = run.read_extraction_report().set_index("sequence")
+    row = report.loc[source.sequence[0]]
+    assert row["status"] == "ok"
+    assert row["reason"] == f"warning: its 4 frames are identical (no movement) in {path}"
+    assert (report.drop(index=source.sequence[0])["reason"] == "").all()
