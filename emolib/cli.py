@@ -49,17 +49,21 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from emolib.config import parse_params
     from emolib.data.stage import prepare_landmarks
     from emolib.run_folder import RunFolder
+    from emolib.run_lock import hold_run_folder
+    from emolib.runner import check_out_dir
 
     raw = {"name": "extract", "frames": args.frames,
            "data": {"source": args.source, "path": str(args.path), "flip": not args.no_flip,
                     "workers": args.workers}}
     params = parse_params(raw, source="emolib extract", overrides=args.set)
-    run = RunFolder(Path(args.out)).ensure()
-    try:
-        data = prepare_landmarks(params, run)
-    finally:
-        if run.extraction_report.is_file():
-            _print_extraction_summary(run)
+    run = RunFolder(check_out_dir(Path(args.out)))
+    with hold_run_folder(run.root):  # not beside an `emolib run` on the same folder
+        run.ensure()
+        try:
+            data = prepare_landmarks(params, run)
+        finally:
+            if run.extraction_report.is_file():
+                _print_extraction_summary(run)
     print(f"{len(data)} samples, {data.frames} frames, {data.n_landmarks} landmarks -> {run.landmarks}")
     return 0
 

@@ -101,3 +101,13 @@ def test_the_lock_is_refused_within_one_process_too_and_released_after(tmp_path)
                 pass
     with hold_run_folder(tmp_path, log=lambda m: None):  # free again
         pass
+
+
+def test_extract_is_refused_on_a_folder_a_run_holds(tmp_path, capsys):
+    from emolib.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with hold_run_folder(out, log=lambda m: None):
+        assert main(["extract", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert f"{out}: this run folder is in use by process {os.getpid()}" in capsys.readouterr().err
