@@ -59,10 +59,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     run = RunFolder(check_out_dir(Path(args.out)))
     with hold_run_folder(run.root):  # not beside an `emolib run` on the same folder
         run.ensure()
+        before = run.extraction_report.stat().st_mtime_ns if run.extraction_report.is_file() else None
         try:
             data = prepare_landmarks(params, run)
-        finally:
-            if run.extraction_report.is_file():
+        finally:  # this extraction's report (also when nothing could be extracted), not an older one
+            if run.extraction_report.is_file() and run.extraction_report.stat().st_mtime_ns != before:
                 _print_extraction_summary(run)
     print(f"{len(data)} samples, {data.frames} frames, {data.n_landmarks} landmarks -> {run.landmarks}")
     return 0
