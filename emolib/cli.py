@@ -10,10 +10,13 @@ from emolib.errors import EmolibError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from emolib.config import load_params
+    from emolib.data.stage import check_data_source
     from emolib.runner import parse_stages, run_study
 
     params = load_params(args.params, overrides=args.set)
     stages = parse_stages(args.stages)
+    if "01_data_prep" in stages:
+        check_data_source(params)  # a wrong data.path is refused before any stage runs
     out = Path(args.out) if args.out else Path("runs") / params.name
     manifest = run_study(params, args.params, out, stages=stages, kernel=args.kernel, force=args.force)
     done = [s for s, e in manifest["stages"].items() if e.get("status") == "complete"]
@@ -23,10 +26,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from emolib.config import load_params
+    from emolib.data.stage import check_data_source
 
     params = load_params(args.params, overrides=args.set)
+    data = check_data_source(params)
     print(f"{args.params}: valid (source={params.data.source}, frames={params.frames}, "
           f"emotions={len(params.emotions)}, seeds={params.seeds}, K={params.pruning.k})")
+    print(f"data: {data}")
     return 0
 
 
@@ -43,16 +49,37 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     from emolib.config import parse_params
     from emolib.data.stage import prepare_landmarks
     from emolib.run_folder import RunFolder
+    from emolib.run_lock import hold_run_folder
+    from emolib.runner import check_out_dir
 
     raw = {"name": "extract", "frames": args.frames,
            "data": {"source": args.source, "path": str(args.path), "flip": not args.no_flip,
                     "workers": args.workers}}
     params = parse_params(raw, source="emolib extract", overrides=args.set)
-    run = RunFolder(Path(args.out)).ensure()
-    data = prepare_landmarks(params, run)
+    run = RunFolder(check_out_dir(Path(args.out)))
+    with hold_run_folder(run.root):  # not beside an `emolib run` on the same folder
+        run.ensure()
+        before = run.extraction_report.stat().st_mtime_ns if run.extraction_report.is_file() else None
+        try:
+            data = prepare_landmarks(params, run)
+        finally:  # this extraction's report (also when nothing could be extracted), not an older one
+            if run.extraction_report.is_file() and run.extraction_report.stat().st_mtime_ns != before:
+                _print_extraction_summary(run)
     print(f"{len(data)} samples, {data.frames} frames, {data.n_landmarks} landmarks -> {run.landmarks}")
-    print(f"extraction report: {run.extraction_report}")
     return 0
+
+
+def _print_extraction_summary(run, shown: int = 10) -> None:
+    """What extraction left out and why (the full list is the report)."""
+    report = run.read_extraction_report()
+    counts = report["status"].value_counts().to_dict()
+    print("sequences: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    failed = report[report["status"].isin(["error", "dropped"])]
+    for row in failed.head(shown).itertuples():
+        print(f"  {row.status}: {row.sequence}: {row.reason}")
+    if len(failed) > shown:
+        print(f"  ... and {len(failed) - shown} more")
+    print(f"extraction report: {run.extraction_report}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from emolib.errors import ParamsError
 from emolib.io import content_key
@@ -37,6 +45,17 @@ from emolib.vocab import (
 )
 
 
+def _not_a_boolean(value: Any) -> Any:
+    """YAML's ``true`` is not the integer 1 here: ``seeds: [true]`` is a mistake, not seed 1."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got the boolean {str(value).lower()}")
+    return value
+
+
+# An integer parameter: as pydantic reads ints, but a boolean is refused.
+Int = Annotated[int, BeforeValidator(_not_a_boolean)]
+
+
 def _read_by(first: str, *, only: Optional[tuple[str, ...]] = None) -> dict:
     """Field metadata: the stages whose results a top-level section changes. By default the stage
     that first reads it and every later one (they all build on its outputs); ``only`` names them
@@ -53,11 +72,11 @@ class _Section(BaseModel):
 class DemoSettings(_Section):
     """The embedded demo dataset (see DESIGN.md, "Embedded demo dataset")."""
 
-    subjects: int = Field(12, ge=3, le=500, description="number of synthetic subjects")
-    frames_per_sequence: int = Field(12, ge=2, le=200, description="frames written per sequence")
-    contempt_sequences: int = Field(2, ge=0, description="contempt sequences (left out, counted)")
-    image_size: int = Field(360, ge=160, le=1024, description="side of the square frames written")
-    seed: int = Field(0, ge=0, description="generator seed (deterministic output)")
+    subjects: Int = Field(12, ge=3, le=500, description="number of synthetic subjects")
+    frames_per_sequence: Int = Field(12, ge=2, le=200, description="frames written per sequence")
+    contempt_sequences: Int = Field(2, ge=0, description="contempt sequences (left out, counted)")
+    image_size: Int = Field(360, ge=160, le=1024, description="side of the square frames written")
+    seed: Int = Field(0, ge=0, description="generator seed (deterministic output)")
 
 
 class MissingFaceSettings(_Section):
@@ -89,8 +108,8 @@ class DataSettings(_Section):
         "frame before scaling, so that the model sees the expression's movement rather than the face's "
         "shape; none: the paper's absolute coordinates",
     )
-    crop_size: int = Field(300, ge=64, le=1024, description="face crop side (paper: 300 x 300 grey)")
-    workers: int = Field(2, ge=1, le=64, description="extraction worker processes")
+    crop_size: Int = Field(300, ge=64, le=1024, description="face crop side (paper: 300 x 300 grey)")
+    workers: Int = Field(2, ge=1, le=64, description="extraction worker processes")
     min_detection_confidence: float = Field(0.5, gt=0.0, le=1.0)
     missing_face: MissingFaceSettings = MissingFaceSettings()
     demo: DemoSettings = DemoSettings()
@@ -99,10 +118,10 @@ class DataSettings(_Section):
 class ModelSettings(_Section):
     """Architecture: Conv2D -> BatchNorm -> Flatten -> LSTM -> Dropout -> FC1 -> Dense(2)."""
 
-    filters: int = Field(16, ge=1, description="F, convolutional filters")
-    lstm_units: int = Field(32, ge=1, description="Q, LSTM units")
-    fc_units: int = Field(32, ge=1, description="R, FC1 neurons")
-    kernel_size: tuple[int, int] = Field((2, 3), description="conv kernel (coordinates, landmarks)")
+    filters: Int = Field(16, ge=1, description="F, convolutional filters")
+    lstm_units: Int = Field(32, ge=1, description="Q, LSTM units")
+    fc_units: Int = Field(32, ge=1, description="R, FC1 neurons")
+    kernel_size: tuple[Int, Int] = Field((2, 3), description="conv kernel (coordinates, landmarks)")
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     fc_activation: FcActivation = "relu"
 
@@ -115,13 +134,13 @@ class ModelSettings(_Section):
 
 
 class TrainSettings(_Section):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(16, ge=1)
+    epochs: Int = Field(100, ge=1)
+    batch_size: Int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0.0)
-    patience: int = Field(15, ge=1, description="early stopping patience (epochs) on validation loss")
+    patience: Int = Field(15, ge=1, description="early stopping patience (epochs) on validation loss")
     class_weight: ClassWeight = "balanced"
-    threads: int = Field(0, ge=0, description="TensorFlow intra-op threads (0: TensorFlow's default)")
-    bank_size: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = Field(
+    threads: Int = Field(0, ge=0, description="TensorFlow intra-op threads (0: TensorFlow's default)")
+    bank_size: Union[Literal["auto"], Annotated[Int, Field(ge=1)]] = Field(
         "auto", description="units trained together in one bank (auto: from a memory budget; see emolib.training.bank)")
 
 
@@ -129,10 +148,10 @@ class GridSettings(_Section):
     """Grid search over F, Q, R for T-EMO on validation data (R-EMO reuses the choice)."""
 
     enabled: bool = False
-    filters: list[int] = Field(default_factory=lambda: [16, 25, 39])
-    lstm_units: list[int] = Field(default_factory=lambda: [31, 58])
-    fc_units: list[int] = Field(default_factory=lambda: [34, 63])
-    seed: int = Field(0, description="seed of the partition the grid search validates on")
+    filters: list[Int] = Field(default_factory=lambda: [16, 25, 39])
+    lstm_units: list[Int] = Field(default_factory=lambda: [31, 58])
+    fc_units: list[Int] = Field(default_factory=lambda: [34, 63])
+    seed: Int = Field(0, ge=0, description="seed of the partition the grid search validates on")
 
     @field_validator("filters", "lstm_units", "fc_units")
     @classmethod
@@ -150,7 +169,7 @@ class SvmSettings(_Section):
 
 
 class IgSettings(_Section):
-    steps: int = Field(50, ge=1, description="m, interpolation steps of equation (2)")
+    steps: Int = Field(50, ge=1, description="m, interpolation steps of equation (2)")
     rule: IgRule = "riemann_right"
     inputs: IgInputs = "positives"
     typical: IgTypical = Field(
@@ -158,40 +177,53 @@ class IgSettings(_Section):
         description="each emotion's typical video, IG's baseline: most_confident (the training sample its own "
                     "model is most sure of), medoid (the training sample closest to their mean input) or "
                     "centroid (the mean input of its training samples: not a real video)")
-    max_samples: Optional[int] = Field(None, ge=1, description="cap on explained samples per emotion")
-    batch_size: int = Field(512, ge=1, description="interpolated samples per gradient chunk")
+    max_samples: Optional[Int] = Field(None, ge=1, description="cap on explained samples per emotion")
+    batch_size: Int = Field(512, ge=1, description="interpolated samples per gradient chunk")
     engine: IgEngine = Field(
         "auto", description="IG engine: structured (exact, fast, emolib's Conv2D+LSTM models), generic, auto")
-    seed: Optional[int] = Field(None, description="which seed's models to explain (default: first)")
+    seed: Optional[Int] = Field(None, ge=0, description="which seed's models to explain (default: first)")
 
 
 class PruningSettings(_Section):
-    k: list[int] = Field(default_factory=lambda: [234, 128, 64, 32, 16])
+    k: list[Int] = Field(default_factory=lambda: [234, 128, 64, 32, 16])
     random_control: bool = True
     grid_search: bool = False
 
     @field_validator("k")
     @classmethod
     def _k_ok(cls, values: list[int]) -> list[int]:
-        bad = [v for v in values if not 1 <= v <= N_LANDMARKS]
+        if not values:
+            raise ValueError("at least one K is needed (the pruned sizes to retrain with)")
+        bad = [v for v in values if not 1 <= v < N_LANDMARKS]
         if bad:
-            raise ValueError(f"every K must lie in 1..{N_LANDMARKS}, got {bad}")
+            raise ValueError(f"every K must lie in 1..{N_LANDMARKS - 1} (K = {N_LANDMARKS} is stage 02's "
+                             f"full model), got {bad}")
         return sorted(set(values), reverse=True)
 
 
 class ReportSettings(_Section):
-    top_k_figure: list[int] = Field(
+    top_k_figure: list[Int] = Field(
         default_factory=lambda: [468, 234, 128, 64, 32, 16], description="K values in Figure 3"
     )
+
+    @field_validator("top_k_figure")
+    @classmethod
+    def _top_k_ok(cls, values: list[int]) -> list[int]:
+        if not values:
+            raise ValueError("Figure 3 needs at least one K")
+        bad = [v for v in values if not 1 <= v <= N_LANDMARKS]
+        if bad:
+            raise ValueError(f"every K must lie in 1..{N_LANDMARKS}, got {bad}")
+        return values
 
 
 class Params(_Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", json_schema_extra=_read_by("05_results"))
     data: DataSettings = Field(default_factory=DataSettings, json_schema_extra=_read_by("01_data_prep"))
-    frames: int = Field(10, ge=2, le=500, description="P, every sequence resampled to this many frames",
+    frames: Int = Field(10, ge=2, le=500, description="P, every sequence resampled to this many frames",
                         json_schema_extra=_read_by("01_data_prep"))
     emotions: list[str] = Field(default_factory=lambda: list(EMOTIONS), json_schema_extra=_read_by("01_data_prep"))
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], json_schema_extra=_read_by("02_training"))
+    seeds: list[Int] = Field(default_factory=lambda: [0, 1, 2], json_schema_extra=_read_by("02_training"))
     split: Split = Field("subject", json_schema_extra=_read_by("02_training"))
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=_read_by("02_training"))
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0, json_schema_extra=_read_by("02_training"))
@@ -221,6 +253,9 @@ class Params(_Section):
             raise ValueError("at least one seed is needed")
         if len(set(values)) != len(values):
             raise ValueError(f"seeds repeat: {values}")
+        negative = [v for v in values if v < 0]
+        if negative:
+            raise ValueError(f"seeds must be non-negative integers, got {negative}")
         return values
 
     @model_validator(mode="after")
@@ -334,6 +369,23 @@ def parse_params(raw: Any, source: str = "<params>", overrides: list[str] | None
         raise ParamsError(_format_validation_error(source, err)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML lets the last one win
+    silently: ``epochs: 5`` early in a file, ``epochs: 100`` later, and the 5 is lost)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"key {key!r} given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
+                    "keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
     """Read and validate a parameters YAML file.
 
@@ -345,7 +397,7 @@ def load_params(path: str | Path, overrides: list[str] | None = None) -> Params:
     if not path.is_file():
         raise ParamsError(f"{path}: parameters file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     except UnicodeDecodeError:

@@ -109,6 +109,14 @@ def load_landmarks(path: str | Path) -> LandmarkSet:
     if not path.is_file():
         raise DataError(f"{path}: landmark file not found")
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the landmark file ({exc.strerror})") from None
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{path}: a .npy file (one array); a landmark file is an .npz holding the arrays "
+                        f"{', '.join(_KEYS)} (np.savez(path, X=..., emotion=..., ...); see emolib/landmarks.py)")
+    try:
         with np.load(path, allow_pickle=False) as f:
             missing = [k for k in _KEYS if k not in f.files]
             if missing:
@@ -121,12 +129,47 @@ def load_landmarks(path: str | Path) -> LandmarkSet:
     X = arrays["X"]
     if not np.issubdtype(X.dtype, np.floating):
         raise DataError(f"{path}: X must be floating point, got {X.dtype}")
+    flipped = arrays["flipped"]
+    if flipped.dtype.kind != "b":
+        shown = ", ".join(repr(v) for v in np.unique(flipped)[:4].tolist())
+        raise DataError(f"{path}: flipped must be booleans (dtype bool), got {flipped.dtype} values such as "
+                        f"{shown}; store it as np.asarray(flipped, dtype=bool)")
+    if not np.issubdtype(arrays["landmark_ids"].dtype, np.integer):
+        raise DataError(f"{path}: landmark_ids must be integers, got {arrays['landmark_ids'].dtype}")
     data = LandmarkSet(
         X=X.astype(np.float32, copy=False),
         emotion=arrays["emotion"].astype(str),
         subject=arrays["subject"].astype(str),
         sequence=arrays["sequence"].astype(str),
-        flipped=arrays["flipped"].astype(bool),
+        flipped=flipped,
         landmark_ids=arrays["landmark_ids"].astype(int),
     )
     return data.validate(str(path))
+
+
+def check_user_landmarks(data: LandmarkSet, source: str) -> LandmarkSet:
+    """The checks a landmark file made outside emolib needs beyond :meth:`LandmarkSet.validate`.
+
+    Raises:
+        DataError: naming ``source`` and the first offending sequence: coordinates that are not
+            normalised to the image (pixels), a frame whose landmarks are all (0, 0) (a missing
+            face stored as zeros), or rows of one sequence id that disagree on subject or emotion.
+    """
+    low, high = float(data.X.min()), float(data.X.max())
+    if low < -0.5 or high > 1.5:
+        raise DataError(f"{source}: coordinates range over [{low:.3g}, {high:.3g}]; emolib expects MediaPipe's "
+                        "normalised image coordinates (about 0..1): divide pixel x by the width, y by the height")
+    zero = np.all(data.X == 0, axis=(2, 3))  # (N, P): a frame with every landmark at (0, 0)
+    if zero.any():
+        row, frame = (int(v) for v in np.argwhere(zero)[0])
+        raise DataError(f"{source}: {int(zero.sum())} frame(s) whose landmarks are all (0, 0), first: row {row} "
+                        f"(sequence {data.sequence[row]!r}), frame {frame}: a frame without a face stored as "
+                        "zeros? Leave such frames out or interpolate them before writing the file")
+    for field in ("subject", "emotion"):
+        values = getattr(data, field)
+        first: dict[str, str] = {}
+        for i, (seq, value) in enumerate(zip(data.sequence.tolist(), values.tolist())):
+            if first.setdefault(seq, value) != value:
+                raise DataError(f"{source}: sequence id {seq!r} has {field} {first[seq]!r} and {value!r} "
+                                f"(row {i}); rows of one sequence (and its flipped copy) must agree")
+    return data

@@ -323,14 +323,35 @@ def read_record(path: Path) -> Optional[dict]:
     """The record of the unit saved at ``path``, or None when the unit is not (completely) there.
 
     Used to resume: a unit whose record holds the expected key is finished and not trained again.
+    A unit whose model or scaler file no longer matches the size and SHA-1 its record wrote down
+    (truncated, damaged, replaced) is not finished either, so it is trained again.
     """
     model, scaler, record = unit_files(path)
     if not (model.is_file() and scaler.is_file() and record.is_file()):
         return None
     try:
-        return json.loads(record.read_text())
+        saved = json.loads(record.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None  # rewritten on the next save
+    if not isinstance(saved, dict):
+        return None
+    for name, expected in saved.get("files", {}).items():
+        if _file_key(path.parent / name) != expected:
+            return None
+    return saved
+
+
+def _file_key(path: Path) -> dict:
+    """Size and SHA-1 of one of a unit's files (what its record checks them by)."""
+    try:
+        return {"size": path.stat().st_size, "sha1": io.file_digest(path)}
+    except OSError:
+        return {}
+
+
+def _with_file_keys(path: Path, record: dict) -> dict:
+    model, scaler, _ = unit_files(path)
+    return {**record, "files": {p.name: _file_key(p) for p in (model, scaler)}}
 
 
 def save_unit(path: Path, model, mean: np.ndarray, std: np.ndarray, landmark_ids: np.ndarray,
@@ -349,7 +370,7 @@ def save_unit(path: Path, model, mean: np.ndarray, std: np.ndarray, landmark_ids
         model.save(tmp)
     io.write_npz(scaler, mean=mean, std=std, landmark_ids=np.asarray(landmark_ids, np.int64),
                  hyper=np.asarray(record["hyper"], np.int64), reference=np.array(record["reference"]))
-    io.write_json(record_path, record)  # last: its presence marks the unit finished
+    io.write_json(record_path, _with_file_keys(path, record))  # last: its presence marks the unit finished
 
 
 def copy_unit(source: Path, target: Path, record: dict) -> None:
@@ -357,7 +378,7 @@ def copy_unit(source: Path, target: Path, record: dict) -> None:
     for src, dst in zip(unit_files(source)[:2], unit_files(target)[:2]):
         with io.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
-    io.write_json(unit_files(target)[2], record)
+    io.write_json(unit_files(target)[2], _with_file_keys(target, record))
 
 
 def load_unit(path: Path, *, variant: str, emotion: str, n_landmarks: int, selection: str,

@@ -45,7 +45,7 @@ IgEngine = Literal["auto", "generic", "structured"]
 # ---- tables of the run folder ----------------------------------------------------------------------
 # data/extraction_report.csv: one row per sequence found.
 EXTRACTION_REPORT_COLUMNS: tuple[str, ...] = (
-    "sequence", "subject", "emotion", "frames", "frames_without_face", "status", "reason")
+    "sequence", "subject", "emotion", "frames", "frames_without_face", "status", "reason", "face_finder")
 EXTRACTION_STATUSES: tuple[str, ...] = ("ok", "filled", "dropped", "skipped", "error")
 
 # results/splits.csv: one row per (seed, sample).

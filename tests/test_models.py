@@ -119,3 +119,31 @@ def test_bad_architecture_is_refused(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ParamsError, match=message):
         build_model(**args)
+
+
+def test_a_damaged_model_file_makes_the_unit_unfinished(tmp_path):
+    """A unit is finished only while its files are the ones its record wrote down: a truncated or
+    overwritten model file (or scaler) makes read_record answer None, so the model is trained again."""
+    from emolib.models import load_unit, read_record, save_unit, unit_files
+
+    path = tmp_path / "models" / "t-emo" / "anger" / "all_K10_seed0.keras"
+    model = build_model("t-emo", **SMALL, seed=0)
+    mean, std = np.zeros((2, K)), np.ones((2, K))
+    save_unit(path, model, mean, std, np.arange(K), {"key": "k1", "hyper": [2, 3, 4], "reference": "none"})
+    record = read_record(path)
+    assert record is not None and record["key"] == "k1"
+    good = path.read_bytes()
+
+    path.write_bytes(good[: len(good) // 2])  # truncated, as by a full disk or a copy cut short
+    assert read_record(path) is None
+    damaged = bytearray(good)
+    damaged[len(damaged) // 2] ^= 0xFF  # same size, other content
+    path.write_bytes(bytes(damaged))
+    assert read_record(path) is None
+    path.write_bytes(good)
+    assert read_record(path) is not None
+    load_unit(path, variant="t-emo", emotion="anger", n_landmarks=K, selection="all", seed=0)
+
+    scaler = unit_files(path)[1]
+    scaler.write_bytes(scaler.read_bytes()[:-7])
+    assert read_record(path) is None

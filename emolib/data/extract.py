@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from emolib.data.facemesh import FaceMeshExtractor, SequenceLandmarks, block_tensorflow_import
-from emolib.data.sources import SequenceInfo, iter_frames
+from emolib.data.sources import SequenceInfo, iter_frames_or_reasons
 from emolib.errors import DataError, EmolibError
 from emolib.io import content_key, file_digest
 
 # Bump when the per-frame algorithm changes: it is part of every cache key.
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"  # 2: colour frames, two detectors then FaceMesh, unreadable frames kept
 
 
 _WORKER_EXTRACTOR: Optional[FaceMeshExtractor] = None
@@ -65,14 +65,15 @@ class _Task:
 def _run_task(task: _Task) -> tuple[str, Optional[str]]:
     """Extract one sequence and cache it; returns ``(sequence, error message or None)``.
 
-    Runs in a worker (or in the main process with one worker). Bad input (a corrupt frame) is
-    returned as an error for this sequence only; the rest of the data goes on.
+    Runs in a worker (or in the main process with one worker). A frame file that cannot be read
+    counts as a frame without a face; a video that cannot be opened is returned as an error for
+    this sequence only; the rest of the data goes on.
     """
     extractor = _WORKER_EXTRACTOR
     if extractor is None:
         raise RuntimeError("extraction worker used before its FaceMesh was created")
     try:
-        result = extractor.extract_frames(iter_frames(task.info))
+        result = extractor.extract_frames(iter_frames_or_reasons(task.info))
     except DataError as exc:
         return task.info.sequence, str(exc)
     except Exception as exc:  # an odd file OpenCV or MediaPipe chokes on: this sequence only

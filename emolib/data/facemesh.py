@@ -4,8 +4,11 @@ Per frame (paper, section 3): face crop, resize to ``crop_size`` (300) square gr
 FaceMesh landmarks, x/y normalised to the crop.
 
 * **One face box per sequence.** The square box (the face's bounding box plus a margin) is found
-  by MediaPipe's face detector (BlazeFace, FaceMesh's own first stage) on the first frame where it
-  sees a face, and every frame of the sequence is cropped with it. The paper crops "from each
+  on the first frame where MediaPipe sees a face, by the first of its finders that does
+  (:meth:`FaceMeshExtractor.find_face`): the short-range face detector (BlazeFace, FaceMesh's own
+  first stage), the full-range one (small, distant faces), then FaceMesh on the whole frame, each
+  on the frame as it came (colour where it is colour: grey hides small and dim faces from them).
+  Every frame of the sequence is cropped with that box, grey (the paper's crops). The paper crops "from each
   video"; a fixed box keeps the head's own small motion in the coordinates instead of re-centring
   it away, and costs one detector call per sequence instead of one per frame (the speed target
   in ``benchmarks/extraction.py``). When FaceMesh misses the face inside the box (the head left
@@ -21,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -38,6 +41,13 @@ from emolib.vocab import N_LANDMARKS
 # FaceMesh's landmark model, so no detail is lost.
 CROP_MARGIN = 0.6
 
+
+# MediaPipe's face detectors, in the order tried (``model_selection`` of
+# ``mp.solutions.face_detection``): short range first (the faster, and the better on faces filling
+# much of the frame, as in CK+), then full range (faces down to a few percent of the frame).
+DETECTORS = {"short_range": 0, "full_range": 1}
+# What can give a sequence its face box: the two detectors, then FaceMesh on the whole frame.
+FACE_FINDERS = (*DETECTORS, "facemesh")
 
 # Landmarks on the facial midline of MediaPipe's canonical face: their own mirror images.
 MIDLINE_LANDMARKS = (0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 94, 151, 152,
@@ -246,38 +256,45 @@ class FaceMeshExtractor:
 
             self._mesh = face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
                                             min_detection_confidence=min_detection_confidence)
-            # The face box comes from FaceMesh's own first stage (BlazeFace, short range) run alone:
-            # a third of a FaceMesh call, once per sequence.
-            self._detector = face_detection.FaceDetection(model_selection=0,
-                                                          min_detection_confidence=min_detection_confidence)
+            # The face box comes from FaceMesh's own first stage (BlazeFace) run alone: a third of a
+            # FaceMesh call, once per sequence. Short range (faces within ~2 m, most of the frame)
+            # first; full range (small, distant faces) when it finds none.
+            self._detectors = {
+                name: face_detection.FaceDetection(model_selection=selection,
+                                                   min_detection_confidence=min_detection_confidence)
+                for name, selection in DETECTORS.items()}
             # The graphs log their start-up lines on the first image: get them over with here.
             blank = np.zeros((64, 64, 3), dtype=np.uint8)
             self._mesh.process(blank)
-            self._detector.process(blank)
+            for detector in self._detectors.values():
+                detector.process(blank)
         self.crop_size = int(crop_size)
         self._warm = False  # the graph logs one more warning on the first face it finds
 
     def close(self) -> None:
         self._mesh.close()
-        self._detector.close()
+        for detector in self._detectors.values():
+            detector.close()
 
-    def face_box(self, grey: np.ndarray) -> Optional[tuple[float, float, float]]:
+    def face_box(self, image: np.ndarray, detector: str = "short_range") -> Optional[tuple[float, float, float]]:
         """The square face box (``x0, y0, side`` in pixels, with the crop margin) of a whole frame.
 
         BlazeFace's box is square and matches the FaceMesh landmarks' bounding box to within a
         few percent (checked on the demo photos), so the crop is the one a FaceMesh pass would give.
 
+        Args:
+            image: the frame as it came: grey (H, W) or RGB (H, W, 3) uint8.
+            detector: ``short_range`` or ``full_range`` (:data:`DETECTORS`).
+
         Returns:
             The box of the most confident face, or None when no face is detected.
         """
-        import cv2
-
-        result = self._detector.process(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB))
+        result = self._detectors[detector].process(np.ascontiguousarray(_rgb(image)))
         if not result.detections:
             return None
         best = max(result.detections, key=lambda d: d.score[0] if d.score else 0.0)
         rel = best.location_data.relative_bounding_box
-        height, width = grey.shape[:2]
+        height, width = image.shape[:2]
         corners = np.array([[rel.xmin * width, rel.ymin * height],
                             [(rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height]])
         return square_box(corners)
@@ -290,10 +307,7 @@ class FaceMeshExtractor:
 
     def landmarks(self, image: np.ndarray) -> Optional[np.ndarray]:
         """FaceMesh on one image (grey or RGB uint8): (468, 2) x/y normalised to it, or None."""
-        if image.ndim == 2:
-            import cv2
-
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)  # FaceMesh takes RGB only
+        image = _rgb(image)  # FaceMesh takes RGB only
         if self._warm:
             result = self._mesh.process(np.ascontiguousarray(image))
         else:
@@ -304,11 +318,37 @@ class FaceMeshExtractor:
             return None
         return _landmark_xy(result.multi_face_landmarks[0])
 
-    def extract_frames(self, frames: Iterable[tuple[str, np.ndarray]]) -> "SequenceLandmarks":
+    def find_face(self, image: np.ndarray, grey: np.ndarray) -> tuple[Optional[tuple[float, float, float]],
+                                                                    Optional[np.ndarray], str]:
+        """The face box of a sequence, from one frame: every finder MediaPipe has, before the frame
+        counts as faceless. Short-range detector, full-range detector (each on the frame as it
+        came), then FaceMesh on the whole frame (its landmarks' bounding box).
+
+        Returns:
+            ``(box, landmarks in the crop or None, finder)``; ``(None, None, "")`` when none finds a face.
+        """
+        for name in DETECTORS:
+            box = self.face_box(image, name)
+            if box is not None:
+                points = self.landmarks(crop_square(grey, box, self.crop_size))
+                if points is not None:
+                    return box, points, name
+                # A box FaceMesh sees no face in: the next finder may give a better one.
+        whole = self.landmarks(image)
+        if whole is None:
+            return None, None, ""
+        height, width = grey.shape[:2]
+        box = square_box(whole * np.array([width, height], dtype=np.float32))
+        points = self.landmarks(crop_square(grey, box, self.crop_size))
+        return box, (points if points is not None else _in_box(whole, grey.shape, box)), "facemesh"
+
+    def extract_frames(self, frames: Iterable[tuple]) -> "SequenceLandmarks":
         """Landmarks of one sequence, frame by frame, in the crop of the sequence's face box.
 
         Args:
-            frames: ``(name, image)`` pairs in time order; images grey (or RGB, made grey).
+            frames: ``(name, image)`` or ``(name, image or None, why)`` in time order; images as
+                they came (grey or RGB); None for a frame that could not be read (it counts as a
+                frame without a face, and ``why`` is kept).
 
         Returns:
             :class:`SequenceLandmarks` (NaN rows where no face was found).
@@ -317,34 +357,49 @@ class FaceMeshExtractor:
 
         rows: list[Optional[np.ndarray]] = []
         names: list[str] = []
+        unreadable: list[str] = []
         box: Optional[tuple[float, float, float]] = None
-        for name, image in frames:
-            grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        finder = ""
+        for item in frames:
+            name, image = item[0], item[1]
             names.append(name)
-            points = None
+            unreadable.append(item[2] if len(item) > 2 and image is None else "")
+            if image is None:
+                rows.append(None)
+                continue
+            grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
             if box is None:
-                box = self.face_box(grey)
-            if box is not None:
-                points = self.landmarks(crop_square(grey, box, self.crop_size))
+                box, points, finder = self.find_face(image, grey)
+                rows.append(points)
+                continue
+            points = self.landmarks(crop_square(grey, box, self.crop_size))
             if points is None:
-                # No face detected yet, or FaceMesh lost it in the box: look at the whole frame.
-                whole = self.landmarks(grey)
+                # FaceMesh lost the face in the box (the head left it): look at the whole frame.
+                whole = self.landmarks(image)
                 if whole is not None:
-                    height, width = grey.shape[:2]
-                    pixels = whole * np.array([width, height], dtype=np.float32)
-                    if box is None:
-                        box = square_box(pixels)
-                        points = self.landmarks(crop_square(grey, box, self.crop_size))
-                    if points is None:  # express the whole-frame landmarks in crop coordinates
-                        x0, y0, side = (float(round(v)) for v in box)  # as crop_square rounds
-                        points = (pixels - np.array([x0, y0], dtype=np.float32)) / np.float32(side)
+                    points = _in_box(whole, grey.shape, box)
             rows.append(points)
         landmarks = np.full((len(rows), 2, N_LANDMARKS), np.nan, dtype=np.float32)
         for i, points in enumerate(rows):
             if points is not None:
                 landmarks[i] = points.T
         found = np.array([r is not None for r in rows], dtype=bool)
-        return SequenceLandmarks(landmarks, found, np.array(box if box else (np.nan,) * 3), names)
+        return SequenceLandmarks(landmarks, found, np.array(box if box else (np.nan,) * 3), names,
+                                 unreadable, finder)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
+
+
+def _in_box(whole: np.ndarray, shape: tuple, box: tuple[float, float, float]) -> np.ndarray:
+    """Whole-frame landmarks (normalised to the frame) expressed in the crop coordinates of ``box``."""
+    height, width = shape[:2]
+    pixels = whole * np.array([width, height], dtype=np.float32)
+    x0, y0, side = (float(round(v)) for v in box)  # as crop_square rounds
+    return (pixels - np.array([x0, y0], dtype=np.float32)) / np.float32(side)
 
 
 @dataclass
@@ -356,16 +411,25 @@ class SequenceLandmarks:
         found: (n,) bool, FaceMesh found a face.
         box: (3,) the face box ``x0, y0, side`` in frame pixels (NaN when no face at all).
         frame_names: the n frame names (files, or ``video#index``).
+        unreadable: (n,) why each frame could not be read ("" for a frame that was read).
+        finder: which finder gave the face box (:data:`FACE_FINDERS`; "" when none found a face).
     """
 
     landmarks: np.ndarray
     found: np.ndarray
     box: np.ndarray
     frame_names: list[str]
+    unreadable: list[str] = field(default_factory=list)
+    finder: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.unreadable:
+            self.unreadable = [""] * len(self.frame_names)
 
     def save(self, path: Path) -> None:
         io.write_npz(path, landmarks=self.landmarks, found=self.found, box=self.box,
-                     frame_names=np.array(self.frame_names, dtype=str))
+                     frame_names=np.array(self.frame_names, dtype=str),
+                     unreadable=np.array(self.unreadable, dtype=str), finder=np.array(self.finder))
 
     @classmethod
     def load(cls, path: Path) -> Optional["SequenceLandmarks"]:
@@ -374,10 +438,12 @@ class SequenceLandmarks:
             with np.load(path, allow_pickle=False) as f:
                 landmarks, found, box = f["landmarks"], f["found"], f["box"]
                 names = [str(n) for n in f["frame_names"]]
-        except Exception:  # missing, truncated, not an npz: it will be extracted again
+                unreadable = [str(u) for u in f["unreadable"]]
+                finder = str(f["finder"])
+        except Exception:  # missing, truncated, not an npz, an older layout: extracted again
             return None
         n = len(names)
-        if landmarks.shape != (n, 2, N_LANDMARKS) or found.shape != (n,) or box.shape != (3,):
+        if (landmarks.shape != (n, 2, N_LANDMARKS) or found.shape != (n,) or box.shape != (3,)
+                or len(unreadable) != n):
             return None
-        return cls(landmarks.astype(np.float32), found.astype(bool), box.astype(float), names)
-
+        return cls(landmarks.astype(np.float32), found.astype(bool), box.astype(float), names, unreadable, finder)

@@ -72,11 +72,13 @@ class SequenceInfo:
 
 # ---- frames ------------------------------------------------------------------------------------
 
-def read_frame(path: str | Path) -> np.ndarray:
-    """Decode one image file to an 8-bit greyscale array.
+def read_frame(path: str | Path, colour: bool = False) -> np.ndarray:
+    """Decode one image file to an 8-bit array: greyscale, or as it came with ``colour``.
 
-    CK+ mixes grey and RGB frames; every frame is made grey here (the paper's crops are
-    one-channel), so later steps see one format.
+    CK+ mixes grey and RGB frames. The landmarks are taken on one-channel crops (the paper's), so
+    by default every frame is made grey here; face *finding* looks at the frame as it came
+    (``colour=True``: RGB where the file is colour, grey where it is grey), since MediaPipe's
+    detectors find small or dim faces in colour that they miss in grey.
 
     Raises:
         DataError: the file is missing, empty, or not a decodable image (the message names it).
@@ -91,14 +93,34 @@ def read_frame(path: str | Path) -> np.ndarray:
     if not raw:
         raise DataError(f"{path}: empty file (0 bytes), not an image")
     # imdecode on bytes (rather than imread) also copes with non-ASCII paths.
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE)
+    flag = cv2.IMREAD_UNCHANGED if colour else cv2.IMREAD_GRAYSCALE
+    image = cv2.imdecode(np.frombuffer(raw, np.uint8), flag)
     if image is None or image.size == 0:
         raise DataError(f"{path}: not a decodable image (corrupt or unsupported format)")
+    if colour:
+        image = _as_uint8_grey_or_rgb(image)
     return image
 
 
-def iter_video_frames(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(name, grey frame)`` for every frame of a video file, decoded with OpenCV.
+def _as_uint8_grey_or_rgb(image: np.ndarray) -> np.ndarray:
+    """An image as OpenCV decoded it unchanged -> 8-bit grey (H, W) or RGB (H, W, 3)."""
+    import cv2
+
+    if image.dtype != np.uint8:  # 16-bit PNGs: keep the top 8 bits' range
+        image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2RGB if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        image = cv2.cvtColor(image, code)
+        if (image[:, :, 0] == image[:, :, 1]).all() and (image[:, :, 1] == image[:, :, 2]).all():
+            image = np.ascontiguousarray(image[:, :, 0])  # a grey frame stored as RGB
+    return image
+
+
+def iter_video_frames(path: str | Path, colour: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(name, frame)`` for every frame of a video file, decoded with OpenCV: grey, or
+    RGB with ``colour``.
 
     Raises:
         DataError: the file is missing, empty, or OpenCV cannot decode any frame of it.
@@ -119,8 +141,9 @@ def iter_video_frames(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
             ok, frame = capture.read()
             if not ok:
                 break
-            grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            yield f"{path.name}#{index}", grey
+            if frame.ndim == 3:
+                frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB if colour else cv2.COLOR_BGR2GRAY)
+            yield f"{path.name}#{index}", frame
             index += 1
         if index == 0:
             raise DataError(f"{path}: no frame of this video could be decoded")
@@ -128,17 +151,38 @@ def iter_video_frames(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
         capture.release()
 
 
-def iter_frames(info: SequenceInfo) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(name, grey frame)`` for each frame of a sequence, in time order.
+def iter_frames(info: SequenceInfo, colour: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """Yield ``(name, frame)`` for each frame of a sequence, in time order (grey, or as it came
+    with ``colour``).
 
     Raises:
         DataError: a frame cannot be read or decoded (the message names the file).
     """
     if info.kind == "video":
-        yield from iter_video_frames(info.files[0])
+        yield from iter_video_frames(info.files[0], colour)
     else:
         for path in info.files:
-            yield path.name, read_frame(path)
+            yield path.name, read_frame(path, colour)
+
+
+def iter_frames_or_reasons(info: SequenceInfo) -> Iterator[tuple[str, Optional[np.ndarray], str]]:
+    """Like :func:`iter_frames` with ``colour``, for extraction: a frame file that is empty or
+    cannot be decoded yields ``(name, None, why)`` instead of stopping the sequence, so that it
+    counts as a frame without a face (``data.missing_face``). A video that cannot be opened still
+    raises (there are no frames to count).
+
+    Raises:
+        DataError: a video file that cannot be opened or decoded at all.
+    """
+    if info.kind == "video":
+        for name, frame in iter_video_frames(info.files[0], colour=True):
+            yield name, frame, ""
+        return
+    for path in info.files:
+        try:
+            yield path.name, read_frame(path, colour=True), ""
+        except DataError as exc:
+            yield path.name, None, str(exc).removeprefix(f"{path}: ")
 
 
 # ---- CK+ ---------------------------------------------------------------------------------------
@@ -241,8 +285,23 @@ def read_ckplus(root: str | Path, emotions: Sequence[str] = EMOTIONS) -> list[Se
     if labels is None:
         raise DataError(f"{root}: no 'Emotion' label folder inside (expected "
                         "Emotion/Sxxx/yyy/Sxxx_yyy_zzzzzzzz_emotion.txt); no sequence is labelled")
+    sequences += _labels_without_images(labels, images, {s.sequence for s in sequences})
+    sequences.sort(key=lambda s: s.sequence)
     require_usable(sequences, f"{root} (CK+)")
     return sequences
+
+
+def _labels_without_images(labels: Path, images: Path, known: set[str]) -> list[SequenceInfo]:
+    """A label folder whose sequence has no image folder: an error row in the report, not a silent loss."""
+    out = []
+    for subject_dir in sorted(p for p in labels.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for seq_dir in sorted(p for p in subject_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            sequence = f"{subject_dir.name}_{seq_dir.name}"
+            if sequence not in known and any(seq_dir.glob("*.txt")):
+                out.append(SequenceInfo(sequence, subject_dir.name, None, "frames", (), "error",
+                                        f"{seq_dir}: an emotion label, but no image folder "
+                                        f"{images / subject_dir.name / seq_dir.name}"))
+    return out
 
 
 def _check_studied(info: SequenceInfo, emotions: Sequence[str]) -> SequenceInfo:
@@ -322,6 +381,9 @@ def read_video_folder(root: str | Path, emotions: Sequence[str] = EMOTIONS) -> l
     sequences: list[SequenceInfo] = []
     seen: dict[str, int] = {}
     for line, row in enumerate(rows, start=2):
+        if None in row:  # csv.DictReader puts the fields beyond the header under None
+            raise DataError(f"{labels}: line {line}: {len(header) + len(row[None])} fields, the header has "
+                            f"{len(header)} ({', '.join(header)}); a value holding a comma must be quoted")
         row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
         rel, label, subject = row["path"], row["emotion"], row["subject"]
         sequence = str(Path(rel).with_suffix("")).replace("\\", "/").replace("/", "_") or f"row{line}"

@@ -171,8 +171,10 @@ def test_prepare_landmarks_on_the_demo_layout(demo_root, tmp_path):
         np.testing.assert_allclose(mirror_landmarks(data.X[rows[0]]), data.X[rows[1]], atol=1e-6)
     report = run.read_extraction_report()
     assert list(report.columns) == ["sequence", "subject", "emotion", "frames", "frames_without_face",
-                                    "status", "reason"]
+                                    "status", "reason", "face_finder"]
     assert len(report) == 3 * 6 + 1
+    # which finder gave each extracted sequence its face box (the demo's big faces: short range)
+    assert set(report.loc[report["status"] == "ok", "face_finder"]) == {"short_range"}
     skipped = report[report["status"] == "skipped"]
     assert len(skipped) == 1 and skipped["emotion"].iloc[0] == "contempt"
     assert (report.loc[report["status"] == "ok", "frames"] == 3).all()
@@ -238,10 +240,12 @@ def test_bad_sequences_are_reported_and_the_rest_extracted(demo_root, tmp_path):
     run = RunFolder(tmp_path / "run")
     data = prepare_landmarks(_params(root), run, progress=False)
     report = run.read_extraction_report().set_index("sequence")
-    assert report.loc[corrupt, "status"] == "error"
-    assert _frames_of(root, corrupt)[1].name in report.loc[corrupt, "reason"]
-    assert "not a decodable image" in report.loc[corrupt, "reason"]
-    assert report.loc[empty, "status"] == "error" and "0 bytes" in report.loc[empty, "reason"]
+    # An undecodable or empty frame is a frame without a face (issue 12, point 5), named with why.
+    assert report.loc[corrupt, "status"] == "filled" and report.loc[corrupt, "frames_without_face"] == 1
+    assert (f"1 unreadable, counted without a face: {_frames_of(root, corrupt)[1].name} "
+            "(not a decodable image (corrupt or unsupported format))") in report.loc[corrupt, "reason"]
+    assert report.loc[empty, "status"] == "filled"
+    assert f"{_frames_of(root, empty)[2].name} (empty file (0 bytes), not an image)" in report.loc[empty, "reason"]
     assert report.loc[no_face, "status"] == "dropped"
     assert "no face found in any of the 3 frames" in report.loc[no_face, "reason"]
     assert report.loc[no_face, "frames_without_face"] == 3
@@ -251,7 +255,7 @@ def test_bad_sequences_are_reported_and_the_rest_extracted(demo_root, tmp_path):
     assert "not a number" in report.loc[garbage, "reason"] and "_emotion.txt" in report.loc[garbage, "reason"]
     kept = set(data.sequence)
     assert kept == set(report.index[report["status"].isin(["ok", "filled"])])
-    assert len(kept) == 18 - 4 and one_missing in kept
+    assert len(kept) == 18 - 2 and {one_missing, corrupt, empty} <= kept
     assert np.isfinite(data.X).all()
 
     # The same missing frame under stricter policies: the sequence is dropped, with the reason.
@@ -402,3 +406,20 @@ def test_fast_landmark_decoding_matches_protobuf_fields():
     np.testing.assert_array_equal(_landmark_xy(points), expected)
     points.landmark[7].visibility = 0.5  # an extra field: the layout check takes the slow path
     np.testing.assert_array_equal(_landmark_xy(points), expected)
+
+
+def test_a_landmark_sequence_without_movement_is_kept_with_a_warning(tmp_path):
+    from tests.synthetic import make_landmark_set
+
+    source = make_landmark_set(subjects=3, frames=4, flip=False)
+    source.X[0] = source.X[0, :1]  # every frame the first: legal, suspicious
+    path = tmp_path / "mine.npz"
+    save_landmarks(path, source)
+    params = parse_params({"name": "l", "frames": 4, "data": {"source": "landmarks", "path": str(path)}})
+    run = RunFolder(tmp_path / "run")
+    prepare_landmarks(params, run, progress=False)
+    report = run.read_extraction_report().set_index("sequence")
+    row = report.loc[source.sequence[0]]
+    assert row["status"] == "ok"
+    assert row["reason"] == f"warning: its 4 frames are identical (no movement) in {path}"
+    assert (report.drop(index=source.sequence[0])["reason"] == "").all()

@@ -222,3 +222,16 @@ def test_normalise_label():
     assert normalise_label("5.0000000e+00") == "happiness"
     assert normalise_label("neutral") == "neutral"
     assert normalise_label("3.5") is None and normalise_label("bored") is None
+
+
+def test_ckplus_label_without_its_image_folder_is_an_error_row_not_a_silent_loss(tmp_path):
+    root = tmp_path / "CK+"
+    _sequence(root, "S005", "001", label="3.0")
+    orphan = root / "Emotion" / "S005" / "002"
+    orphan.mkdir(parents=True)
+    (orphan / "S005_002_00000009_emotion.txt").write_text("5.0")
+    seqs = {s.sequence: s for s in read_ckplus(root)}
+    assert seqs["S005_002"].status == "error"
+    assert seqs["S005_002"].reason == (f"{orphan}: an emotion label, but no image folder "
+                                       f"{root / 'cohn-kanade-images' / 'S005' / '002'}")
+    assert seqs["S005_001"].usable
