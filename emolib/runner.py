@@ -25,6 +25,7 @@ from emolib import io
 from emolib.config import STAGE_SECTIONS, Params
 from emolib.errors import EmolibError, ParamsError
 from emolib.report.html import render_html
+from emolib.report.index import write_run_index
 from emolib.run_folder import RunFolder
 from emolib.vocab import STAGES
 
@@ -222,6 +223,7 @@ def run_study(
         if error:
             manifest["stages"][stage].update(status="failed", wall_seconds=wall, error=error)
             io.write_json(run.manifest_path, manifest)
+            write_index_page(run, log)
             raise EmolibError(f"stage {stage} failed after {wall:.0f} s: {error}\n"
                               f"  the partly executed notebook is {executed}\n"
                               f"  the kernel's own log is {run.logs / f'{stage}.kernel.log'}")
@@ -230,4 +232,14 @@ def run_study(
             finished=_dt.datetime.now().isoformat(timespec="seconds"))
         io.write_json(run.manifest_path, manifest)
         log(f"[{stage}] complete in {wall:.0f} s")
+    write_index_page(run, log)
     return manifest
+
+
+def write_index_page(run: RunFolder, log: Callable[[str], None] = print) -> None:
+    """Write the run folder's ``index.html`` (:mod:`emolib.report.index`); a failure to write it
+    is reported and never hides the stages' own outcome."""
+    try:
+        write_run_index(run)
+    except Exception as exc:  # the page is a convenience: the stages' results stand without it
+        log(f"warning: could not write {run.index_page}: {type(exc).__name__}: {exc}")
