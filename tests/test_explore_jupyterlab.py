@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.report.test_report_browser import chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -39,14 +40,6 @@ EXPLORER_CELL = "open_explorer(run, params, study=study)"
 SERVER_START_S = 60
 RUN_ALL_S = 150
 PANEL_S = 30
-
-
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("headless Chromium not found (Debian: apt-get install -y chromium)")
 
 
 def free_port() -> int:
