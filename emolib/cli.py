@@ -1,4 +1,5 @@
-"""The ``emolib`` command line: run the study, check parameters, write demo data, extract landmarks."""
+"""The ``emolib`` command line: run the study, pack its reports, check parameters, write demo data,
+extract landmarks."""
 from __future__ import annotations
 
 import argparse
@@ -82,6 +83,15 @@ def _print_extraction_summary(run, shown: int = 10) -> None:
     print(f"extraction report: {run.extraction_report}")
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from emolib.report.archive import pack_reports
+
+    out = pack_reports(Path(args.run_dir), args.out)
+    print(f"reports of {args.run_dir} packed into {out} ({out.stat().st_size / 1e6:.1f} MB; open index.html "
+          "inside it, offline)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emolib",
@@ -97,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a parameter, e.g. --set train.epochs=5 (repeatable)")
     p.add_argument("--force", action="store_true", help="redo stages even if complete")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="pack a run's HTML reports, figures and tables into one zip to send")
+    p.add_argument("run_dir", help="the run folder")
+    p.add_argument("--out", help="the zip to write (default: <run folder>-report.zip beside it)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("check", help="validate a parameters file")
     p.add_argument("params")

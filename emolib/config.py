@@ -93,7 +93,8 @@ class DataSettings(_Section):
     path: Optional[str] = Field(
         None,
         description="ckplus: the folder holding cohn-kanade-images/ and Emotion/; videos: the folder "
-        "holding labels.csv; landmarks: a landmarks.npz; demo: where to write the generated "
+        "holding labels.csv; landmarks: a landmark file (.npz with 468 or 478 landmarks, or a .csv with one row "
+        "per frame; see emolib/data/landmark_files.py); demo: where to write the generated "
         "dataset (default: <run>/data/demo_source)",
     )
     flip: bool = Field(True, description="flip augmentation (mirror horizontally) doubles the data")

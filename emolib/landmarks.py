@@ -99,11 +99,11 @@ def save_landmarks(path: str | Path, data: LandmarkSet) -> None:
     )
 
 
-def load_landmarks(path: str | Path) -> LandmarkSet:
-    """Read and validate a landmark file.
+def read_landmark_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of a landmark file, as stored (nothing checked but that they are there).
 
     Raises:
-        DataError: the file is missing, not an .npz, lacks a key, or fails :meth:`LandmarkSet.validate`.
+        DataError: the file is missing, not an .npz, or lacks a key.
     """
     path = Path(path)
     if not path.is_file():
@@ -121,11 +121,21 @@ def load_landmarks(path: str | Path) -> LandmarkSet:
             missing = [k for k in _KEYS if k not in f.files]
             if missing:
                 raise DataError(f"{path}: missing array(s) {missing}; expected {list(_KEYS)}")
-            arrays = {k: f[k] for k in _KEYS}
+            return {k: f[k] for k in _KEYS}
     except DataError:
         raise
     except Exception as exc:  # zipfile.BadZipFile, ValueError, OSError ...
         raise DataError(f"{path}: not a readable .npz landmark file ({exc})") from None
+
+
+def load_landmarks(path: str | Path) -> LandmarkSet:
+    """Read and validate a landmark file.
+
+    Raises:
+        DataError: the file is missing, not an .npz, lacks a key, or fails :meth:`LandmarkSet.validate`.
+    """
+    path = Path(path)
+    arrays = read_landmark_arrays(path)
     X = arrays["X"]
     if not np.issubdtype(X.dtype, np.floating):
         raise DataError(f"{path}: X must be floating point, got {X.dtype}")

@@ -1,7 +1,7 @@
 """The run folder's catalogue (DESIGN.md, "Run folder contract"): every path in it, and the readers
 through which a stage reads what an earlier stage wrote.
 
-    runs/<name>/params.yaml, manifest.json, NN_stage.ipynb/.html, logs/
+    runs/<name>/params.yaml, manifest.json, index.html, NN_stage.ipynb/.html, logs/
       data/          landmarks.npz, extraction_report.csv, ground_truth.json (demo), demo_source/
       results/       splits.csv, training.csv, history.csv, svm.csv, hyperparameters.csv,
                      grid_search.csv, landmark_ranking.csv, completeness.csv, pruning.csv, ...
@@ -69,6 +69,11 @@ class RunFolder:
     @property
     def logs(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def index_page(self) -> Path:
+        """``index.html``: the page to open first (what was run, headline numbers, the reports)."""
+        return self.root / "index.html"
 
     def notebook(self, stage: str) -> Path:
         """The executed notebook of ``stage`` (its HTML report is beside it)."""

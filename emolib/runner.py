@@ -40,6 +40,7 @@ from emolib.manifest import (
     upstream_key,
 )
 from emolib.report.html import render_html
+from emolib.report.index import write_run_index
 from emolib.run_folder import RunFolder
 from emolib.run_lock import hold_run_folder
 from emolib.vocab import STAGES
@@ -296,6 +297,7 @@ def _execute_stage(stage: str, notebook: Path, nb_dir: Path, params: Params, par
     if error:
         manifest["stages"][stage].update(status="failed", wall_seconds=wall, error=error)
         io.write_json(run.manifest_path, manifest)
+        write_index_page(run, log)
         raise EmolibError(f"stage {stage} failed after {wall:.0f} s: {error}\n"
                           f"  the partly executed notebook is {executed}\n"
                           f"  the kernel's own log is {run.logs / f'{stage}.kernel.log'}")
@@ -371,4 +373,14 @@ def run_study(
             _execute_stage(stage, notebook, nb_dir, params, params_source, kernel, run, manifest, files, log)
             _mark_later_outdated(stage, stages, manifest)
             io.write_json(run.manifest_path, manifest)
+        write_index_page(run, log)
     return manifest
+
+
+def write_index_page(run: RunFolder, log: Callable[[str], None] = print) -> None:
+    """Write the run folder's ``index.html`` (:mod:`emolib.report.index`); a failure to write it
+    is reported and never hides the stages' own outcome."""
+    try:
+        write_run_index(run)
+    except Exception as exc:  # the page is a convenience: the stages' results stand without it
+        log(f"warning: could not write {run.index_page}: {type(exc).__name__}: {exc}")

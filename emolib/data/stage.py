@@ -24,8 +24,16 @@ import numpy as np
 from emolib import io
 from emolib.data.extract import _cache_path, extract_sequences, sequence_cache_key
 from emolib.data.facemesh import SequenceLandmarks, crop_square, mirror_landmarks
+from emolib.data.landmark_files import IRIS_NOTE, landmark_file_kind, read_landmark_csv, read_landmark_npz
 from emolib.data.sequences import fill_missing_frames, resample_sequence
-from emolib.data.sources import SequenceInfo, iter_frames, read_ckplus, read_frame, read_video_folder
+from emolib.data.sources import (
+    SequenceInfo,
+    iter_frames,
+    normalise_label,
+    read_ckplus,
+    read_frame,
+    read_video_folder,
+)
 from emolib.errors import DataError
 from emolib.landmarks import LandmarkSet, check_user_landmarks, load_landmarks, save_landmarks
 from emolib.vocab import EMOTIONS, EXTRACTION_REPORT_COLUMNS, EXTRACTION_STATUSES, N_LANDMARKS
@@ -149,10 +157,48 @@ def _assemble(items: list[tuple[SequenceInfo, np.ndarray]], flip: bool) -> Landm
                        np.array(flipped, dtype=bool), np.arange(N_LANDMARKS))
 
 
+def _landmark_csv_source(params: Params, path: Path) -> tuple[LandmarkSet, list[dict]]:
+    """``source: landmarks`` from a CSV export (one row per frame): each sequence as if FaceMesh
+    had just measured it (missing faces, resampling, flip), its report row noting ``note``."""
+    sequences, note = read_landmark_csv(path)
+    rows, items = [], []
+    for seq in sequences:
+        emotion = normalise_label(seq.emotion)
+        info = SequenceInfo(seq.sequence, seq.subject, emotion, "video", (path,))  # one file, as a video
+        if emotion is None:
+            rows.append(_report_row(info, frames=len(seq.found), status="error",
+                                    reason=f"{path}: sequence {seq.sequence!r}: unknown emotion label {seq.emotion!r}"))
+            continue
+        if emotion not in params.emotions:
+            rows.append(_report_row(info, frames=len(seq.found), status="skipped",
+                                    reason=f"{emotion} is not in params.emotions"))
+            continue
+        raw = SequenceLandmarks(seq.landmarks, seq.found, np.full(3, np.nan), seq.frame_names)
+        X, row = _finish_sequence(info, raw, params)
+        row["reason"] = "; ".join(r for r in (row["reason"], note) if r)
+        rows.append(row)
+        if X is not None:
+            items.append((info, X))
+    if not items:
+        raise DataError(f"{path}: no sequence of the emotions {list(params.emotions)} could be used")
+    return _assemble(items, params.data.flip), rows
+
+
 def _landmark_source(params: Params) -> tuple[LandmarkSet, list[dict]]:
-    """``source: landmarks``: validate, keep the studied emotions, resample, flip if asked."""
+    """``source: landmarks``: validate, keep the studied emotions, resample, flip if asked.
+
+    The file is an .npz (468 or 478 landmarks) or a CSV export with one row per frame
+    (:mod:`emolib.data.landmark_files`); FaceLandmarker's iris points are left out, and each
+    report row says so."""
     path = Path(params.data.path)
-    data = check_user_landmarks(load_landmarks(path), str(path))
+    kind = landmark_file_kind(path)
+    if kind == "csv":
+        return _landmark_csv_source(params, path)
+    if kind is None and path.is_file():
+        raise DataError(f"{path}: a landmark file must be an .npz (the run folder's layout) or a .csv "
+                        "export with one row per frame")
+    data, note = read_landmark_npz(path)
+    data = check_user_landmarks(data, str(path))
     rows, keep = [], np.zeros(len(data), dtype=bool)
     for i in range(len(data)):
         keep[i] = data.emotion[i] in params.emotions
@@ -168,7 +214,8 @@ def _landmark_source(params: Params) -> tuple[LandmarkSet, list[dict]]:
             # Legal, but an expression is movement: a still image repeated, or a copy gone wrong?
             reason = f"warning: its {data.frames} frames are identical (no movement) in {path}"
         rows.append(_report_row(info, frames=data.frames, frames_without_face=0,
-                                status="ok" if ok else "skipped", reason=reason))
+                                status="ok" if ok else "skipped",
+                                reason="; ".join(r for r in (reason, note if ok else "") if r)))
     if not keep.any():
         raise DataError(f"{path}: no sample has one of the emotions {list(params.emotions)}")
     data = data.subset(np.where(keep)[0])
@@ -184,6 +231,13 @@ def _landmark_source(params: Params) -> tuple[LandmarkSet, list[dict]]:
                            np.r_[np.zeros(len(data), bool), np.ones(len(data), bool)][order],
                            data.landmark_ids)
     return data, rows
+
+
+def source_notes(report) -> list[str]:
+    """What stage 01 left out of a landmark file as a whole (FaceLandmarker's iris points), from
+    its extraction report, for the notebook to say; empty when nothing was."""
+    reasons = report["reason"].fillna("").astype(str)
+    return [IRIS_NOTE] if reasons.str.contains(IRIS_NOTE, regex=False).any() else []
 
 
 def prepare_landmarks(params: Params, run: RunFolder, progress: bool = True) -> LandmarkSet:

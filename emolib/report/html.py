@@ -60,15 +60,26 @@ def drop_library_log_noise(nb) -> None:
 
 
 def drop_dead_widget_outputs(nb) -> None:
-    """Where an output offers both a live widget and a static HTML view, keep the static one.
+    """Where an output offers both a live widget and a static HTML view, keep the static one; drop
+    outputs that are only a widget (progress bars), and the notebook's saved widget state.
 
-    A widget needs a running kernel; in a static report it would show as a dead placeholder.
+    A widget needs a running kernel; in a static report it would show as a dead placeholder. And
+    while the notebook carries widget state, nbconvert's template adds a script that fetches the
+    widget manager from a CDN (unpkg.com) when the page opens: the report would ask the network.
     """
+    widget = "application/vnd.jupyter.widget-view+json"
     for cell in nb.cells:
+        kept = []
         for output in cell.get("outputs", []):
             data = output.get("data")
-            if data and "application/vnd.jupyter.widget-view+json" in data and "text/html" in data:
-                del data["application/vnd.jupyter.widget-view+json"]
+            if data and widget in data:
+                if "text/html" not in data:
+                    continue  # a widget alone: nothing to show without a kernel
+                del data[widget]
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    nb.metadata.pop("widgets", None)
 
 
 

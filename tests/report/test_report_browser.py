@@ -62,6 +62,8 @@ def check_offline_html(html_text: str) -> None:
     assert html_text.count(PLOTLY_JS_HEADER) == 1, "plotly.js must be embedded exactly once"
     # a widget view left in an output would be a dead placeholder without a kernel
     assert f'<script type="{WIDGET_MIME}">' not in html_text
+    # saved widget state makes nbconvert's template fetch the widget manager from a CDN
+    assert "unpkg.com/@jupyter-widgets" not in html_text
 
 
 def test_a_script_error_and_an_undrawn_figure_are_detected(tmp_path):
@@ -179,20 +181,6 @@ def test_small_report_with_the_explorer_renders_offline(small_report, tmp_path):
     assert len(figures) == 4  # the explorer's Figure 3, accuracy, regions; then the bar chart
     assert all(rendered for _, rendered in figures), figures
     assert not errors, errors
-
-
-@pytest.fixture(scope="module")
-def results_report_of_a_fake_run(tmp_path_factory) -> Path:
-    """Notebook 05 itself, run by the study's runner on a run folder holding stage 01-04 outputs
-    of the contract's shape (written by tests/results/test_results.py, no training)."""
-    from emolib.runner import run_study
-    from tests.results.test_results import write_fake_study
-
-    root = tmp_path_factory.mktemp("results_report")
-    run, params = write_fake_study(root / "run")
-    logs: list[str] = []
-    run_study(params, str(root / "run_params.yaml"), run.root, stages=["05_results"], log=logs.append)
-    return run.root / "05_results.html"
 
 
 def test_results_notebook_report_renders_every_figure(results_report_of_a_fake_run, tmp_path):
