@@ -38,9 +38,10 @@ lint: $(STAMP) ## ruff and the import contracts alone (make test runs them too)
 	$(BIN)/ruff check emolib tests benchmarks tools
 	$(BIN)/lint-imports
 
-bench: $(STAMP) ## print the extraction and IG benchmarks
+bench: $(STAMP) ## print the extraction, IG and training benchmarks
 	$(BIN)/python benchmarks/extraction.py
 	$(BIN)/python benchmarks/ig.py
+	$(BIN)/python benchmarks/training.py
 
 clean-runs: ## delete runs/
 	rm -rf runs
