@@ -86,13 +86,25 @@ def check_data_source(params: Params) -> str:
     path = Path(params.data.path)
     if not path.exists():
         expected = {"ckplus": "the folder holding cohn-kanade-images/ and Emotion/",
-                    "videos": "the folder holding labels.csv", "landmarks": "a landmarks.npz file"}[source]
+                    "videos": "the folder holding labels.csv",
+                    "landmarks": "a landmarks.npz or a .csv export"}[source]
         raise DataError(f"data.path: {path} does not exist (data.source {source} expects {expected})")
     if source == "landmarks":
         if path.is_dir():
-            raise DataError(f"data.path: {path} is a folder; data.source landmarks expects a landmarks.npz file")
-        data = check_user_landmarks(load_landmarks(path), str(path))
-        return f"{path}: {len(data)} samples, {data.frames} frames, {data.n_landmarks} landmarks"
+            raise DataError(f"data.path: {path} is a folder; data.source landmarks expects a landmarks.npz "
+                            "or a .csv export with one row per frame")
+        kind = landmark_file_kind(path)
+        if kind == "csv":
+            sequences, note = read_landmark_csv(path)
+            frames = sum(len(seq.found) for seq in sequences)
+            return f"{path}: {len(sequences)} sequences, {frames} frames (CSV export){'; ' + note if note else ''}"
+        if kind is None:
+            raise DataError(f"{path}: a landmark file must be an .npz (the run folder's layout) or a .csv "
+                            "export with one row per frame")
+        data, note = read_landmark_npz(path)
+        data = check_user_landmarks(data, str(path))
+        return (f"{path}: {len(data)} samples, {data.frames} frames, {data.n_landmarks} landmarks"
+                f"{'; ' + note if note else ''}")
     sequences = read_ckplus(path, params.emotions) if source == "ckplus" else read_video_folder(path, params.emotions)
     counts: dict[str, int] = {}
     for info in sequences:
