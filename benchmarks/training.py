@@ -7,9 +7,10 @@ Measured side by side in one run, in one process:
 
 (a) units trained per second, the bank (emolib.training.bank.train_bank) against one at a time
     (emolib.training.fit.fit_model, the traced single-model loop), at the demo's sizes (F, Q, R =
-    8, 16, 16; P = 10; about 170 training and 30 validation samples per unit, as demo stage 02's
-    subject split gives) for K = 16, 64 and 468. Both run the same fixed number of epochs
-    (patience larger than the epochs: no early stop, so both do the same work). Targets: 5x at
+    8, 16, 16; P = 10; 96 training and 12 validation samples per unit, as demo stage 02's
+    subject split gives: `n_train`, `n_val` in a demo run's results/training.csv) for K = 16, 64
+    and 468. Both run the same fixed number of epochs (patience larger than the epochs: no early
+    stop, so both do the same work). Targets: 5x at
     K = 16 and 64, 1.3x at K = 468.
 (b) the paper-sized model (F, Q, R = 50, 68, 74; K = 468; 470 training samples, batch 16): the
     bank's seconds per epoch per unit against the time of its dominant floating-point work, the
@@ -37,6 +38,7 @@ from emolib.training.bank import BankJob, train_bank
 from emolib.training.fit import POOL, fit_model
 
 FRAMES = 10
+DEMO_TRAIN, DEMO_VAL = 96, 12  # a demo unit's parts (results/training.csv: n_train, n_val)
 
 
 def _jobs(n_units: int, k: int, n_train: int, n_val: int, seed0: int = 0) -> list[BankJob]:
@@ -57,7 +59,7 @@ def _params(epochs: int):
 def units_per_second(k: int, n_units: int, n_single: int, epochs: int) -> tuple[float, float]:
     params = _params(epochs)
     hyper = (params.model.filters, params.model.lstm_units, params.model.fc_units)
-    jobs = _jobs(n_units, k, 170, 30)
+    jobs = _jobs(n_units, k, DEMO_TRAIN, DEMO_VAL)
     # warm-up (traces) for both
     train_bank(jobs[:2], variant="t-emo", frames=FRAMES, n_landmarks=k, hyper=hyper, params=_params(1))
     trainer = POOL.get("t-emo", FRAMES, k, hyper, params)
@@ -106,7 +108,8 @@ def main() -> None:
     args = ap.parse_args()
     configure_tensorflow(0)
     units, single_units, epochs = (24, 4, 5) if args.quick else (60, 6, 10)
-    print(f"(a) units per second, demo sizes (F,Q,R = 8,16,16; P={FRAMES}; 170 train / 30 val samples; "
+    print(f"(a) units per second, demo sizes (F,Q,R = 8,16,16; P={FRAMES}; {DEMO_TRAIN} train / {DEMO_VAL} val "
+          "samples; "
           f"{epochs} epochs each; bank of {units}, {single_units} alone), {os.cpu_count()} CPU cores:")
     ratios = {}
     for k in (16, 64, 468):
