@@ -54,7 +54,8 @@ def randomised_weights(model: Any, n_layers: int, fresh: Sequence[np.ndarray]) -
     return [np.asarray(fresh[i], dtype=t.dtype) if i in redrawn else t for i, t in enumerate(trained)]
 
 
-def cascading_randomisation(model: Any, seed: int, fresh: Optional[Sequence[np.ndarray]] = None) -> list[tuple[str, Any]]:
+def cascading_randomisation(model: Any, seed: int,
+                            fresh: Optional[Sequence[np.ndarray]] = None) -> list[tuple[str, Any]]:
     """Copies of ``model`` with its layers re-initialised cascading from the top down.
 
     Args:

@@ -145,7 +145,7 @@ def test_cascading_randomisation_redraws_from_the_top():
     fresh = [w + 1.0 for w in trained]
     levels = R.cascading_randomisation(model, seed=5, fresh=fresh)
     assert [n for n, _ in levels] == names
-    for level, (name, copy) in enumerate(levels, start=1):
+    for level, (_, copy) in enumerate(levels, start=1):
         redrawn = set(names[:level])
         for v, w_new, w_old in zip(model.weights, copy.get_weights(), trained):
             owner = next(layer.name for layer in model.layers if any(v is u for u in layer.weights))
