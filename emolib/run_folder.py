@@ -27,7 +27,16 @@ import numpy as np
 from emolib import io
 from emolib.config import Params, load_params
 from emolib.errors import DataError, ParamsError
-from emolib.vocab import PAPER_VARIANT, PARTS, RANKING_COLUMNS, RESULT_COLUMNS, RESULT_KEY, SPLIT_COLUMNS
+from emolib.vocab import (
+    N_LANDMARKS,
+    PAPER_VARIANT,
+    PARTS,
+    RANKING_COLUMNS,
+    REMOVAL_SELECTIONS,
+    RESULT_COLUMNS,
+    RESULT_KEY,
+    SPLIT_COLUMNS,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -347,6 +356,28 @@ class RunFolder:
         """
         table = self.read_table(path if path is not None else self.training_results, RESULT_COLUMNS)
         return current_rows(table, params, n_landmarks=n_landmarks, selections=selections)
+
+    def read_pruning(self, params: Params, n_available: int = N_LANDMARKS, *,
+                     selections: Optional[Sequence[str]] = None) -> "pd.DataFrame":
+        """Stage 04's models for these parameters: the rules that keep K landmarks at each K of
+        ``pruning.k``, and ROAR's rules (which remove K) at L - K for each K of ``pruning.roar.k``.
+
+        Args:
+            params: the run's parameters.
+            n_available: L, the landmarks in the data (ROAR's rows count the L - K kept).
+            selections: keep only these rules (default: all in the file).
+
+        Raises:
+            DataError: results/pruning.csv is missing, unreadable, empty or lacks a column.
+        """
+        import pandas as pd
+
+        table = self.read_table(self.pruning_results, RESULT_COLUMNS)
+        removal = table["selection"].isin(REMOVAL_SELECTIONS)
+        kept = current_rows(table[~removal], params, n_landmarks=params.pruning.k, selections=selections)
+        roar = current_rows(table[removal], params, n_landmarks=[int(n_available) - k for k in params.pruning.roar.k],
+                            selections=selections)
+        return pd.concat([kept, roar], ignore_index=True)
 
     def read_history(self, results_csv: Optional[Path] = None) -> "pd.DataFrame":
         """The learning curves beside ``results_csv`` (default: ``results/history.csv``)."""

@@ -20,6 +20,11 @@ PAPER_VARIANT = "t-emo"
 VARIANT_LABELS: dict[str, str] = {"t-emo": "T-EMO", "r-emo": "R-EMO"}
 # The ``selection`` of stage 02's models: every landmark.
 ALL_LANDMARKS = "all"
+# Stage 04's selection rules that test a ranking, each with the control it is compared with (same
+# K, same seed): KAR keeps the top K (``ig``) against K random landmarks; ROAR removes the top K
+# (``roar``) against removing K random ones. ROAR's rows count the landmarks kept (L - K).
+SELECTION_CONTROLS: dict[str, str] = {"ig": "random", "roar": "roar_random"}
+REMOVAL_SELECTIONS: tuple[str, ...] = ("roar", "roar_random")
 
 STAGES: tuple[str, ...] = ("01_data_prep", "02_training", "03_global_ig", "04_pruning", "05_results")
 

@@ -125,7 +125,7 @@ def load_study(run: RunFolder, params: Params) -> Study:
     # Stage 02 trains on every landmark; whatever it calls that, here it is the "all" selection.
     training = run.read_results(paths["training"], params).assign(selection=ALL_LANDMARKS)
     full_k = int(data.n_landmarks)
-    pruning = run.read_results(paths["pruning"], params, n_landmarks=params.pruning.k)
+    pruning = run.read_pruning(params, full_k)
     ranking = run.read_table(paths["ranking"], RANKING_COLUMNS)
     svm = run.read_table(paths["svm"], SVM_COLUMNS) if "svm" in paths else None
     if svm is not None:
