@@ -91,12 +91,13 @@ def bootstrap_agreement(per_sample_a: np.ndarray, per_sample_b: np.ndarray, k: i
         raise ValueError(f"paired bootstrap needs the same samples on both sides, got {len(a)} and {len(b)}")
     out: dict[str, float] = dict(ranking_agreement(a.mean(axis=0), b.mean(axis=0), k))
     rng = np.random.default_rng([0xA6, int(seed)])
-    draws = {m: [] for m in AGREEMENT_MEASURES}
-    for _ in range(int(n_boot)):
-        ia = rng.integers(0, len(a), size=len(a))
-        ib = ia if paired else rng.integers(0, len(b), size=len(b))
-        for m, v in ranking_agreement(a[ia].mean(axis=0), b[ib].mean(axis=0), k).items():
-            draws[m].append(v)
+    ia = rng.integers(0, len(a), size=(int(n_boot), len(a)))
+    ib = ia if paired else rng.integers(0, len(b), size=(int(n_boot), len(b)))
+    # every replicate's mean masks at once: (n_boot, L) each
+    boot_a = np.stack([a[i].mean(axis=0) for i in ia])
+    boot_b = np.stack([b[i].mean(axis=0) for i in ib])
+    draws = {"kendall_tau": _kendall_rows(boot_a, boot_b), "spearman_rho": _spearman_rows(boot_a, boot_b),
+             "top_k_overlap": _overlap_rows(boot_a, boot_b, k)}
     tail = (1.0 - float(level)) / 2.0 * 100.0
     for m, values in draws.items():
         values = np.asarray(values, dtype=float)
@@ -105,6 +106,35 @@ def bootstrap_agreement(per_sample_a: np.ndarray, per_sample_b: np.ndarray, k: i
         out[f"{m}_low"], out[f"{m}_high"] = float(low), float(high)
     out.update(n_a=int(len(a)), n_b=int(len(b)), n_boot=int(n_boot))
     return out
+
+
+def _spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair (average ranks for ties; NaN for a constant row)."""
+    from scipy import stats
+
+    ra, rb = stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    denom = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, (ra * rb).sum(axis=1) / denom, np.nan)
+
+
+def _kendall_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of each row pair (scipy's O(L log L) algorithm; NaN for a constant row)."""
+    from scipy import stats
+
+    return np.array([np.nan if np.ptp(x) == 0 or np.ptp(y) == 0 else float(stats.kendalltau(x, y).statistic)
+                     for x, y in zip(a, b)])
+
+
+def _overlap_rows(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """The top-K overlap of each row pair (ties broken by position, as :func:`top_k_overlap`)."""
+    top_a = np.argsort(-a, axis=1, kind="stable")[:, :k]
+    top_b = np.argsort(-b, axis=1, kind="stable")[:, :k]
+    hit = np.zeros(a.shape, dtype=bool)
+    np.put_along_axis(hit, top_a, True, axis=1)
+    return np.take_along_axis(hit, top_b, axis=1).sum(axis=1) / float(k)
 
 
 def chance_overlap(k: int, n_landmarks: int) -> float:

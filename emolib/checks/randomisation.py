@@ -11,7 +11,7 @@ by rank correlation (:mod:`emolib.checks.agreement`).
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -55,8 +55,13 @@ def randomised_weights(model: Any, n_layers: int, fresh: Sequence[np.ndarray]) -
 
 
 def cascading_randomisation(model: Any, seed: int,
-                            fresh: Optional[Sequence[np.ndarray]] = None) -> list[tuple[str, Any]]:
-    """Copies of ``model`` with its layers re-initialised cascading from the top down.
+                            fresh: Optional[Sequence[np.ndarray]] = None) -> Iterator[tuple[str, Any]]:
+    """A copy of ``model`` with its layers re-initialised cascading from the top down, one level
+    at a time.
+
+    One copy is made and re-weighted in place at each level (a new model per level would cost a
+    new trace of every compiled function; the IG engines read a model's weights at each call), so
+    use each level's model before asking for the next.
 
     Args:
         model: a trained tf-keras model (left unchanged).
@@ -64,8 +69,8 @@ def cascading_randomisation(model: Any, seed: int,
             which knows the models of :func:`emolib.models.build_model`).
         fresh: the fresh weights to use instead (any model), in the order of ``model.weights``.
 
-    Returns:
-        One ``(layer name, model)`` per level: level i re-draws the i top layers, its name the
+    Yields:
+        ``(layer name, model)`` per level: level i re-draws the i top layers, the name the
         lowest of them; the last level re-draws every layer (a fully random model).
     """
     import tf_keras as keras
@@ -74,9 +79,7 @@ def cascading_randomisation(model: Any, seed: int,
         from emolib.models import initial_weights
 
         fresh = initial_weights(model, int(seed))
-    out = []
+    copy = keras.models.clone_model(model)
     for level, name in enumerate(layers_top_down(model), start=1):
-        copy = keras.models.clone_model(model)
         copy.set_weights(randomised_weights(model, level, fresh))
-        out.append((name, copy))
-    return out
+        yield name, copy

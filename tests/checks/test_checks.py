@@ -143,9 +143,9 @@ def test_cascading_randomisation_redraws_from_the_top():
     assert names[0] == "fc2" and names[-1] == "conv"
     trained = [w.copy() for w in model.get_weights()]
     fresh = [w + 1.0 for w in trained]
-    levels = R.cascading_randomisation(model, seed=5, fresh=fresh)
-    assert [n for n, _ in levels] == names
-    for level, (_, copy) in enumerate(levels, start=1):
+    seen = []
+    for level, (name, copy) in enumerate(R.cascading_randomisation(model, seed=5, fresh=fresh), start=1):
+        seen.append(name)
         redrawn = set(names[:level])
         for v, w_new, w_old in zip(model.weights, copy.get_weights(), trained):
             owner = next(layer.name for layer in model.layers if any(v is u for u in layer.weights))
@@ -153,13 +153,27 @@ def test_cascading_randomisation_redraws_from_the_top():
                 np.testing.assert_array_equal(w_new, w_old + 1.0)
             else:
                 np.testing.assert_array_equal(w_new, w_old)
+    assert seen == names
     for w_now, w_old in zip(model.get_weights(), trained):  # the trained model is left alone
         np.testing.assert_array_equal(w_now, w_old)
     with pytest.raises(ValueError):
         R.randomised_weights(model, len(names) + 1, fresh)
     # the default draw is the model's own initialisation under another seed
-    _, full = R.cascading_randomisation(model, seed=7)[-1]
+    *_, (_, full) = R.cascading_randomisation(model, seed=7)
     from emolib.models import initial_weights
 
     for a, b in zip(full.get_weights(), initial_weights(model, 7)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_bootstrap_rows_agree_with_the_single_pair_measures():
+    rng = np.random.default_rng(3)
+    a = np.round(rng.normal(size=(5, 30)), 1)  # rounded: ties
+    b = np.round(a + rng.normal(0, 0.5, size=a.shape), 1)
+    b[2] = 0.0  # a constant row: no correlation
+    rows = {"kendall_tau": A._kendall_rows(a, b), "spearman_rho": A._spearman_rows(a, b),
+            "top_k_overlap": A._overlap_rows(a, b, 7)}
+    for i in range(len(a)):
+        one = A.ranking_agreement(a[i], b[i], 7)
+        for m in A.AGREEMENT_MEASURES:
+            np.testing.assert_allclose(rows[m][i], one[m], equal_nan=True)
