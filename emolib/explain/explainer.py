@@ -13,7 +13,7 @@ import pandas as pd
 
 from emolib import io
 from emolib.explain.attribute import attribute
-from emolib.explain.global_importance import seed_samples, select_explained, typical_baselines
+from emolib.explain.global_importance import choose_typical_baselines, seed_samples, select_explained
 from emolib.explain.typical import TypicalBaseline
 from emolib.ig import landmark_mask
 from emolib.vocab import ALL_LANDMARKS, PAPER_VARIANT
@@ -106,7 +106,7 @@ class Explainer:
         strategy = strategy or self.params.ig.typical
         key = (int(seed), strategy)
         if key not in self._baselines:
-            self._baselines[key] = typical_baselines(self.params, self.data, self.models(seed),
+            self._baselines[key] = choose_typical_baselines(self.params, self.data, self.models(seed),
                                                      self.rows(seed, "train"), strategy)
         return self._baselines[key]
 

@@ -213,10 +213,10 @@ def seed_samples(run: RunFolder, params: Params, data: LandmarkSet, part: str = 
 
 def _typical_baselines(params: Params, data: LandmarkSet, models: Mapping[str, TrainedModel],
                        per_emotion_train: Mapping[str, np.ndarray]) -> dict[str, TypicalBaseline]:
-    return typical_baselines(params, data, models, per_emotion_train)
+    return choose_typical_baselines(params, data, models, per_emotion_train)
 
 
-def typical_baselines(params: Params, data: LandmarkSet, models: Mapping[str, TrainedModel],
+def choose_typical_baselines(params: Params, data: LandmarkSet, models: Mapping[str, TrainedModel],
                       per_emotion_train: Mapping[str, np.ndarray],
                       strategy: str | None = None) -> dict[str, TypicalBaseline]:
     """Each emotion's typical baseline among its own training samples, chosen and scored in its
