@@ -29,7 +29,7 @@ RANDOMISATION_PASS = 0.5
 ALPHA = 0.05
 FAITHFULNESS: tuple[str, ...] = ("ig_vs_random", "roar_vs_random", "deletion_vs_random", "insertion_vs_random",
                                  "randomisation")
-FOREST_COLUMNS: tuple[str, ...] = ("emotion", "comparison", "label", "n_landmarks", "estimate", "ci_low",
+FOREST_COLUMNS: tuple[str, ...] = ("emotion", "comparison", "label", "n_landmarks", "k", "estimate", "ci_low",
                                    "ci_high", "p_value", "p_holm", "n_pairs", "good_sign", "outcome")
 
 
@@ -108,10 +108,10 @@ def forest_table(statistics: pd.DataFrame, checks: pd.DataFrame, emotions: Seque
     """
     rows = []
 
-    def add(emotion, comparison, label, k, r):
+    def add(emotion, comparison, label, n, r, k=np.nan):
         p = r.get("p_holm", np.nan)
         p = float(p) if p is not None and not pd.isna(p) else np.nan
-        rows.append({"emotion": emotion, "comparison": comparison, "label": label, "n_landmarks": k,
+        rows.append({"emotion": emotion, "comparison": comparison, "label": label, "n_landmarks": n, "k": k,
                      "estimate": r["mean_difference"] if comparison != "randomisation" else r["mean_a"],
                      "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p_value": r["p_value"], "p_holm": p,
                      "n_pairs": int(r["n_pairs"]), "good_sign": GOOD_SIGN[comparison]})
@@ -120,14 +120,15 @@ def forest_table(statistics: pd.DataFrame, checks: pd.DataFrame, emotions: Seque
     for emotion in emotions:
         part = st[st["emotion"] == emotion] if len(st) else st
         for _, r in part[(part["comparison"] == "k_vs_all") & (part["selection"] == "ig")].iterrows():
-            add(emotion, "k_vs_all", f"IG top {r['n_landmarks']} − all {full_k} (accuracy)", int(r["n_landmarks"]), r)
+            add(emotion, "k_vs_all", f"IG top {r['n_landmarks']} − all {full_k} (accuracy)", int(r["n_landmarks"]), r,
+                int(r["n_landmarks"]))
         for _, r in part[part["comparison"] == "ig_vs_random"].iterrows():
             add(emotion, "ig_vs_random", f"KAR: IG top {r['n_landmarks']} − random {r['n_landmarks']} (accuracy)",
-                int(r["n_landmarks"]), r)
+                int(r["n_landmarks"]), r, int(r["n_landmarks"]))
         for _, r in part[part["comparison"] == "roar_vs_random"].iterrows():
             removed = full_k - int(r["n_landmarks"])
             add(emotion, "roar_vs_random", f"ROAR: without IG top {removed} − without random {removed} (accuracy)",
-                int(r["n_landmarks"]), r)
+                int(r["n_landmarks"]), r, removed)
         cpart = checks[checks["emotion"] == emotion] if len(checks) else checks
         labels = {"deletion_vs_random": "deletion area: IG order − random orders",
                   "insertion_vs_random": "insertion area: IG order − random orders",
@@ -168,11 +169,13 @@ def verdict_sentences(forest: pd.DataFrame, emotions: Sequence[str]) -> pd.DataF
         if len(kar):
             wins = kar[kar["outcome"] == "supports"]
             best = kar.loc[kar["estimate"].idxmax()]
-            clauses.append(f"keeping IG's top K beats K random landmarks at {len(wins)} of {len(kar)} K "
-                           f"(largest difference at K = {int(best.n_landmarks)}: {_fmt(best)})")
-        for comparison, what in (("roar_vs_random", "removing IG's top K and retraining, against removing K "
-                                                    "random ones"),
-                                 ("deletion_vs_random", "deleting landmarks in IG's order, against random orders "
+            clauses.append(f"keeping IG's top K beats K random landmarks at {len(wins)} of {len(kar)} K"
+                           + (f" ({', '.join(str(int(k)) for k in wins['k'])})" if len(wins) else "")
+                           + f" (largest difference at K = {int(best.k)}: {_fmt(best)})")
+        for r in part[part["comparison"] == "roar_vs_random"].itertuples():
+            clauses.append(f"removing IG's top {int(r.k)} and retraining, against removing {int(r.k)} random "
+                           f"landmarks: {_fmt(r)} ({r.outcome})")
+        for comparison, what in (("deletion_vs_random", "deleting landmarks in IG's order, against random orders "
                                                         "(area under the probability)"),
                                  ("insertion_vs_random", "inserting landmarks in IG's order, against random orders")):
             for r in part[part["comparison"] == comparison].itertuples():
