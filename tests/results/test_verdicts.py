@@ -73,7 +73,8 @@ def test_a_ranking_that_helps_is_supported_and_one_that_does_not_is_not():
     assert verdicts.loc["fear", "supports"] == 0 and verdicts.loc["fear", "against"] == 1
     assert verdicts.loc["anger", "verdict"].startswith("Anger: 5 of 5 faithfulness tests support the ranking")
     assert "survives when the model's weights are randomised" in verdicts.loc["fear", "verdict"]
-    assert "removing IG's top 64 and retraining, against removing 64 random landmarks" in verdicts.loc["anger", "verdict"]
+    anger = verdicts.loc["anger", "verdict"]
+    assert "removing IG's top 64 and retraining, against removing 64 random landmarks" in anger
     assert "beats K random landmarks at 1 of 1 K (16)" in verdicts.loc["anger", "verdict"]
     md = V.verdicts_markdown(verdicts.reset_index(), forest, "t")
     assert md.count("\n- ") == 2 and "| anger | ROAR: without IG top 64" in md
