@@ -120,6 +120,10 @@ def test_the_planted_ranking_beats_random_orders_on_both_curves():
     res = D.perturbation_curves(model, inputs, baselines, orders, points=L)
     assert res["deletion"].shape == (n, 9, L + 1)
     np.testing.assert_allclose(res["deletion"][:, :, 0], res["insertion"][:, :, -1])  # both: the sample
+    # how many samples share a model call changes nothing
+    small = D.perturbation_curves(model, inputs, baselines, orders, points=L, batch_size=7)
+    np.testing.assert_allclose(small["deletion"], res["deletion"], rtol=1e-6)
+    np.testing.assert_allclose(small["insertion_area"], res["insertion_area"], rtol=1e-6)
     dele, ins = res["deletion_area"], res["insertion_area"]
     assert (dele[:, 0] < dele[:, 1:].mean(axis=1)).all()
     assert (ins[:, 0] > ins[:, 1:].mean(axis=1)).all()
