@@ -42,6 +42,7 @@ from emolib.vocab import (
     Normalize,
     Reference,
     Split,
+    Variant,
 )
 
 
@@ -185,10 +186,35 @@ class IgSettings(_Section):
     seed: Optional[Int] = Field(None, ge=0, description="which seed's models to explain (default: first)")
 
 
+class RoarSettings(_Section):
+    """ROAR (Hooker et al. 2019): retrain on every landmark but the ranking's top K, against every
+    landmark but K random ones (the control). A faithful ranking loses more accuracy."""
+
+    k: list[Int] = Field(default_factory=lambda: [64], description="how many landmarks are removed "
+                         "(each a retraining of every variant below, emotion and seed, twice); [] turns ROAR off")
+    variants: list[Variant] = Field(default_factory=lambda: ["t-emo"], description="the variants retrained")
+
+    @field_validator("k")
+    @classmethod
+    def _k_ok(cls, values: list[int]) -> list[int]:
+        bad = [v for v in values if not 1 <= v < N_LANDMARKS]
+        if bad:
+            raise ValueError(f"every removed K must lie in 1..{N_LANDMARKS - 1}, got {bad}")
+        return sorted(set(values), reverse=True)
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_ok(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError(f"variants repeat: {values}")
+        return values
+
+
 class PruningSettings(_Section):
     k: list[Int] = Field(default_factory=lambda: [234, 128, 64, 32, 16])
     random_control: bool = True
     grid_search: bool = False
+    roar: RoarSettings = RoarSettings()
 
     @field_validator("k")
     @classmethod
@@ -200,6 +226,47 @@ class PruningSettings(_Section):
             raise ValueError(f"every K must lie in 1..{N_LANDMARKS - 1} (K = {N_LANDMARKS} is stage 02's "
                              f"full model), got {bad}")
         return sorted(set(values), reverse=True)
+
+
+class DeletionSettings(_Section):
+    """Deletion and insertion curves without retraining (:mod:`emolib.checks.perturbation`): each
+    seed's all-landmark model on its own test positives of each emotion, against the typical
+    baselines of the other emotions, landmarks replaced in the ranking's order and in random ones."""
+
+    seeds: Optional[Int] = Field(None, ge=1, description="how many of the run's seeds (the first ones) are "
+                                 "measured; default: all (the curves are paired over seeds)")
+    samples: Int = Field(8, ge=1, description="test positives per emotion and seed (a seeded choice when more)")
+    points: Int = Field(16, ge=1, description="points along each curve after its start")
+    random_orders: Int = Field(4, ge=1, description="random landmark orders per emotion and seed (the control)")
+
+
+class RandomisationSettings(_Section):
+    """The model-parameter randomisation check (:mod:`emolib.checks.randomisation`)."""
+
+    seeds: Int = Field(3, ge=1, description="how many of the run's seeds (the first ones) are checked")
+    samples: Int = Field(8, ge=1, description="training positives explained per emotion and seed")
+
+
+class StabilitySettings(_Section):
+    """How far rankings agree across seeds, typical-baseline strategies and IG steps."""
+
+    seeds: Int = Field(3, ge=1, description="how many of the run's seeds (the first ones) are ranked and "
+                       "compared pairwise")
+    samples: Int = Field(8, ge=2, description="training positives explained per emotion (and per seed)")
+    typical: list[IgTypical] = Field(default_factory=lambda: ["most_confident", "medoid", "centroid"],
+                                     description="the typical-baseline strategies compared pairwise")
+    steps: list[Int] = Field(default_factory=lambda: [8, 128], description="IG steps compared with ig.steps")
+    bootstrap: Int = Field(200, ge=10, description="bootstrap replicates over the explained samples")
+
+
+class ChecksSettings(_Section):
+    """Does the explanation hold up? (stage 03 computes, stage 05 reports; ROAR is ``pruning.roar``)."""
+
+    enabled: bool = True
+    top_k: Int = Field(32, ge=1, le=N_LANDMARKS, description="the K of every top-K overlap")
+    deletion: DeletionSettings = DeletionSettings()
+    randomisation: RandomisationSettings = RandomisationSettings()
+    stability: StabilitySettings = StabilitySettings()
 
 
 class ReportSettings(_Section):
@@ -235,6 +302,10 @@ class Params(_Section):
                              json_schema_extra=_read_by("02_training", only=("02_training", "05_results")))
     ig: IgSettings = Field(default_factory=IgSettings, json_schema_extra=_read_by("03_global_ig"))
     pruning: PruningSettings = Field(default_factory=PruningSettings, json_schema_extra=_read_by("04_pruning"))
+    # Read by stage 03 (which measures) and 05 (which reports) only: stage 04 does not depend on
+    # them, so changing them never retrains a pruned model.
+    checks: ChecksSettings = Field(default_factory=ChecksSettings,
+                                   json_schema_extra=_read_by("03_global_ig", only=("03_global_ig", "05_results")))
     report: ReportSettings = Field(default_factory=ReportSettings, json_schema_extra=_read_by("05_results"))
 
     @field_validator("emotions")

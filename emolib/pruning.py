@@ -1,10 +1,16 @@
-"""Stage 04: retrain T-EMO and R-EMO on each emotion's top-K landmarks, against random subsets.
+"""Stage 04: retrain T-EMO and R-EMO on each emotion's top-K landmarks, against random subsets;
+and ROAR: retrain on every landmark but the top K, against every landmark but K random ones.
 
 For every K in ``params.pruning.k`` and every selection rule (``ig``: the emotion's top-K landmarks
 from stage 03's ranking, read through the run folder; ``random``: a seeded random subset of the
 same size, the control), the training engine (:func:`emolib.training.train_models`) trains every
 (variant, emotion, seed) and appends its rows to ``results/pruning.csv``. Training resumes
 finished models, so an interrupted stage picks up where it stopped.
+
+ROAR (Hooker et al. 2019, ``pruning.roar``): rules ``roar`` (every landmark but the emotion's top
+K) and ``roar_random`` (every landmark but K random ones, the control), trained for
+``pruning.roar.variants`` only; their rows count the landmarks kept (L - K) in ``n_landmarks``. A
+faithful ranking loses more accuracy when its top K are removed than when K random ones are.
 
 Selection rules live in a small registry (:data:`SELECTION_RULES`); the rule's name is the
 ``selection`` column of the results, so a further ranking (another attribution method, a
@@ -25,7 +31,7 @@ from emolib.landmarks import LandmarkSet
 from emolib.run_folder import RunFolder
 from emolib.training.stage import train_models
 from emolib.training.units import LandmarkChoice
-from emolib.vocab import ALL_LANDMARKS, RESULT_KEY, VARIANTS
+from emolib.vocab import ALL_LANDMARKS, N_LANDMARKS, RESULT_KEY, VARIANTS
 
 Ranking = Mapping[str, Sequence[int]]
 
@@ -42,6 +48,8 @@ class SelectionRule:
         needs_ranking: True when the rule reads stage 03's ranking.
         choose: ``(emotion, k, seed, ranking, available_ids) -> ids`` (``ranking`` may be None
             for a rule that does not need it).
+        removes: True when ``k`` counts the landmarks removed (ROAR: the rule keeps L - k),
+            False when it counts those kept.
     """
 
     name: str
@@ -49,12 +57,18 @@ class SelectionRule:
     per_seed: bool
     needs_ranking: bool
     choose: Callable[[str, int, int, Optional[Ranking], np.ndarray], np.ndarray]
+    removes: bool = False
+
+    def kept(self, k: int, n_available: int) -> int:
+        """How many landmarks the rule keeps for ``k`` out of ``n_available``."""
+        return int(n_available) - int(k) if self.removes else int(k)
 
 
 SELECTION_RULES: dict[str, SelectionRule] = {}
 
 
-def register_selection(name: str, description: str, *, per_seed: bool, needs_ranking: bool):
+def register_selection(name: str, description: str, *, per_seed: bool, needs_ranking: bool,
+                       removes: bool = False):
     """Decorator adding a selection rule to :data:`SELECTION_RULES` under ``name``.
 
     Args:
@@ -63,6 +77,7 @@ def register_selection(name: str, description: str, *, per_seed: bool, needs_ran
         description: one line saying what the rule keeps.
         per_seed: whether the subset depends on the seed.
         needs_ranking: whether the rule reads stage 03's ranking.
+        removes: whether ``k`` counts the landmarks the rule removes (ROAR) rather than keeps.
 
     Returns:
         The decorator; it returns the function unchanged.
@@ -74,7 +89,7 @@ def register_selection(name: str, description: str, *, per_seed: bool, needs_ran
         raise ValueError(f"selection rule {name!r} is reserved or already registered")
 
     def decorate(func):
-        SELECTION_RULES[name] = SelectionRule(name, description, per_seed, needs_ranking, func)
+        SELECTION_RULES[name] = SelectionRule(name, description, per_seed, needs_ranking, func, removes)
         return func
 
     return decorate
@@ -138,6 +153,33 @@ def random_landmarks(emotion: str, k: int, seed: int, ranking: Optional[Ranking]
     return stream.choice(np.sort(available_ids), size=k, replace=False)
 
 
+@register_selection("roar", "every landmark but the emotion's K most important by global IG (ROAR: "
+                    "remove and retrain)", per_seed=False, needs_ranking=True, removes=True)
+def all_but_top_k(emotion: str, k: int, seed: int, ranking: Optional[Ranking],
+                  available_ids: np.ndarray) -> np.ndarray:
+    """Every available landmark except the first ``k`` of ``emotion``'s ranking.
+
+    Raises:
+        DataError: as :func:`top_k_landmarks`.
+    """
+    removed = top_k_landmarks(emotion, k, seed, ranking, available_ids)
+    return np.setdiff1d(np.asarray(available_ids, dtype=int), removed)
+
+
+@register_selection("roar_random", "every landmark but K drawn at random per (emotion, K, seed): ROAR's "
+                    "control", per_seed=True, needs_ranking=False, removes=True)
+def all_but_random_k(emotion: str, k: int, seed: int, ranking: Optional[Ranking],
+                     available_ids: np.ndarray) -> np.ndarray:
+    """Every available landmark except ``k`` random ones (the subset :func:`random_landmarks`
+    draws for the same emotion, K and seed).
+
+    Raises:
+        ParamsError: as :func:`random_landmarks`.
+    """
+    removed = random_landmarks(emotion, k, seed, ranking, available_ids)
+    return np.setdiff1d(np.asarray(available_ids, dtype=int), removed)
+
+
 def select_landmarks(rule: str, emotion: str, k: int, seed: int, *, ranking: Optional[Ranking] = None,
                      available_ids: Sequence[int]) -> np.ndarray:
     """Apply the selection rule ``rule``.
@@ -155,7 +197,7 @@ def select_landmarks(rule: str, emotion: str, k: int, seed: int, *, ranking: Opt
         available_ids: the landmark ids the data holds.
 
     Returns:
-        ``k`` distinct landmark ids, ascending.
+        ``k`` distinct landmark ids, ascending (a removing rule: all available but ``k``).
 
     Raises:
         ParamsError: ``rule`` is not registered.
@@ -164,11 +206,13 @@ def select_landmarks(rule: str, emotion: str, k: int, seed: int, *, ranking: Opt
     """
     if rule not in SELECTION_RULES:
         raise ParamsError(f"unknown landmark selection rule {rule!r}; known: {sorted(SELECTION_RULES)}")
-    ids = SELECTION_RULES[rule].choose(emotion, int(k), int(seed), ranking, np.asarray(available_ids, dtype=int))
+    available = np.asarray(available_ids, dtype=int)
+    ids = SELECTION_RULES[rule].choose(emotion, int(k), int(seed), ranking, available)
     ids = np.sort(np.asarray(ids, dtype=int))
-    if ids.size != k or np.unique(ids).size != k:
+    expected = SELECTION_RULES[rule].kept(k, available.size)
+    if ids.size != expected or np.unique(ids).size != expected:
         raise ValueError(f"selection rule {rule!r} returned {np.unique(ids).size} distinct landmarks "
-                          f"for {emotion!r}, expected {k}")
+                          f"for {emotion!r}, expected {expected}")
     return ids
 
 
@@ -207,22 +251,53 @@ def pruning_selections(params: Params) -> list[str]:
     return ["ig"] + (["random"] if params.pruning.random_control else [])
 
 
-def pruning_plan(params: Params, selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def roar_selections(params: Params) -> list[str]:
+    """ROAR's rules: ``roar``, plus ``roar_random`` when the control is on; none when
+    ``pruning.roar.k`` is empty.
+
+    Args:
+        params: the run's parameters.
+
+    Returns:
+        Rule names, in training order.
+    """
+    if not params.pruning.roar.k:
+        return []
+    return ["roar"] + (["roar_random"] if params.pruning.random_control else [])
+
+
+def _plan(params: Params, selections: Sequence[str]) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(K, rule, variants) for every training call of stage 04: the keeping rules at each K of
+    ``pruning.k`` for both variants, the removing rules at each K of ``pruning.roar.k`` for
+    ``pruning.roar.variants``."""
+    keep = [s for s in selections if not SELECTION_RULES[s].removes]
+    remove = [s for s in selections if SELECTION_RULES[s].removes]
+    return ([(k, rule, VARIANTS) for k in params.pruning.k for rule in keep]
+            + [(k, rule, tuple(params.pruning.roar.variants)) for k in params.pruning.roar.k for rule in remove])
+
+
+def pruning_plan(params: Params, selections: Optional[Sequence[str]] = None,
+                 n_available: int = N_LANDMARKS) -> pd.DataFrame:
     """What stage 04 will train, one row per (K, selection rule).
 
     Args:
         params: the run's parameters.
-        selections: the rules (default :func:`pruning_selections`).
+        selections: the rules (default :func:`pruning_selections` and :func:`roar_selections`).
+        n_available: the landmarks in the data (a removing rule keeps n_available - K).
 
     Returns:
-        Columns n_landmarks, selection, description, models (variants x emotions x seeds),
-        grid_search.
+        Columns n_landmarks (kept), removed (K for a removing rule, else 0), selection,
+        description, variants, models (variants x emotions x seeds), grid_search.
     """
-    selections = list(selections or pruning_selections(params))
-    n_models = len(VARIANTS) * len(params.emotions) * len(params.seeds)
-    return pd.DataFrame([{"n_landmarks": k, "selection": rule, "description": SELECTION_RULES[rule].description,
-                          "models": n_models, "grid_search": params.pruning.grid_search}
-                         for k in params.pruning.k for rule in selections])
+    selections = list(selections or pruning_selections(params) + roar_selections(params))
+    rows = []
+    for k, rule, variants in _plan(params, selections):
+        r = SELECTION_RULES[rule]
+        rows.append({"n_landmarks": r.kept(k, n_available), "removed": k if r.removes else 0, "selection": rule,
+                     "description": r.description, "variants": ", ".join(variants),
+                     "models": len(variants) * len(params.emotions) * len(params.seeds),
+                     "grid_search": params.pruning.grid_search})
+    return pd.DataFrame(rows)
 
 
 def subset_regions(params: Params, ranking: Optional[Ranking], available_ids: Sequence[int], *,
@@ -283,12 +358,19 @@ def check_pruning_inputs(params: Params, data: LandmarkSet, ranking: Optional[Ra
     unknown = [s for s in selections if s not in SELECTION_RULES]
     if unknown:
         raise ParamsError(f"unknown landmark selection rule(s) {unknown}; known: {sorted(SELECTION_RULES)}")
+    removing = [s for s in selections if SELECTION_RULES[s].removes]
+    too_big = [k for k in params.pruning.roar.k if k >= n_available] if removing else []
+    if too_big:
+        raise ParamsError(f"pruning.roar.k: removing K={too_big} would leave no landmark of the {n_available} "
+                          f"in the data; use K < {n_available}")
     if not any(SELECTION_RULES[s].needs_ranking for s in selections):
         return
     if ranking is None:
         raise DataError(f"{source}: no landmark ranking (stage 03 must run before stage 04)")
     available = set(int(i) for i in data.landmark_ids)
-    k_max = max(params.pruning.k) if params.pruning.k else 0
+    needs = [(k, "pruning.roar.k" if SELECTION_RULES[rule].removes else "pruning.k")
+             for k, rule, _ in _plan(params, selections) if SELECTION_RULES[rule].needs_ranking]
+    k_max, key = max(needs, default=(0, "pruning.k"))
     for emotion in params.emotions:
         if emotion not in ranking:
             raise DataError(f"{source}: no ranking for emotion {emotion!r} (has {sorted(ranking)})")
@@ -298,7 +380,7 @@ def check_pruning_inputs(params: Params, data: LandmarkSet, ranking: Optional[Ra
         usable = sum(1 for i in ids if i in available)
         if usable < k_max:
             raise DataError(f"{source}: the ranking of {emotion!r} holds {usable} landmarks present in the "
-                            f"data; pruning.k needs {k_max}")
+                            f"data; {key} needs {k_max}")
 
 
 def run_pruning(run: RunFolder, params: Params, data: LandmarkSet, *, ranking: Optional[Ranking] = None,
@@ -313,7 +395,8 @@ def run_pruning(run: RunFolder, params: Params, data: LandmarkSet, *, ranking: O
             ``pruning.grid_search``, seeds, model, train).
         data: the full landmark set (all landmarks); each model keeps its subset.
         ranking: emotion -> ids most important first; default: stage 03's ranking.
-        selections: rules to train; default :func:`pruning_selections`.
+        selections: rules to train; default :func:`pruning_selections` and :func:`roar_selections`
+            (a removing rule is trained at each K of ``pruning.roar.k``, for its variants).
         progress: show progress bars.
 
     Returns:
@@ -324,28 +407,30 @@ def run_pruning(run: RunFolder, params: Params, data: LandmarkSet, *, ranking: O
     """
     from tqdm.auto import tqdm
 
-    selections = list(selections or pruning_selections(params))
+    selections = list(selections or pruning_selections(params) + roar_selections(params))
     if ranking is None and any(SELECTION_RULES.get(s) and SELECTION_RULES[s].needs_ranking for s in selections):
         ranking = run.read_ranking()
     check_pruning_inputs(params, data, ranking, selections)
-    plan = [(k, rule) for k in params.pruning.k for rule in selections]
-    for k, rule in tqdm(plan, desc="pruning (K, selection)", disable=not progress):
+    for k, rule, variants in tqdm(_plan(params, selections), desc="pruning (K, selection)", disable=not progress):
         choice = landmark_choice(rule, k, params.emotions, ranking=ranking, available_ids=data.landmark_ids)
         # The control gets the same treatment as the ranking (grid search included), so that
         # the two differ only in which landmarks they keep.
-        train_models(run, params, data, selection=rule, landmark_ids=choice,
+        train_models(run, params, data, selection=rule, landmark_ids=choice, variants=variants,
                      grid_search=params.pruning.grid_search, results_csv=run.pruning_results,
                      progress=progress)
-    return load_pruning(run, params, selections=selections)
+    return load_pruning(run, params, selections=selections, n_available=data.n_landmarks)
 
 
-def load_pruning(run: RunFolder, params: Params, *, selections: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """The rows of results/pruning.csv for these parameters (K in ``pruning.k``, their seeds).
+def load_pruning(run: RunFolder, params: Params, *, selections: Optional[Sequence[str]] = None,
+                 n_available: int = N_LANDMARKS) -> pd.DataFrame:
+    """The rows of results/pruning.csv for these parameters (K in ``pruning.k``; ROAR's at L - K
+    for K in ``pruning.roar.k``; their seeds): :meth:`RunFolder.read_pruning`.
 
     Args:
         run: the run folder.
         params: the run's parameters.
         selections: keep only these rules (default: all rules in the file).
+        n_available: the landmarks in the data.
 
     Returns:
         One row per (variant, emotion, n_landmarks, selection, seed).
@@ -353,7 +438,7 @@ def load_pruning(run: RunFolder, params: Params, *, selections: Optional[Sequenc
     Raises:
         DataError: results/pruning.csv is missing or malformed.
     """
-    return run.read_results(run.pruning_results, params, n_landmarks=params.pruning.k, selections=selections)
+    return run.read_pruning(params, n_available, selections=selections)
 
 
 def load_runs(run: RunFolder, params: Params) -> pd.DataFrame:
@@ -371,7 +456,8 @@ def load_runs(run: RunFolder, params: Params) -> pd.DataFrame:
     """
     # Stage 02 trains on every landmark; whatever it calls that, here it is the "all" selection.
     training = run.read_results(run.training_results, params).assign(selection=ALL_LANDMARKS)
-    return pd.concat([training, load_pruning(run, params)], ignore_index=True)
+    full = int(training["n_landmarks"].max()) if len(training) else N_LANDMARKS
+    return pd.concat([training, load_pruning(run, params, n_available=full)], ignore_index=True)
 
 
 def ig_minus_random(summary: pd.DataFrame) -> pd.DataFrame:
@@ -400,20 +486,24 @@ def ig_minus_random(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_pruning_results(table: pd.DataFrame, params: Params,
-                          selections: Optional[Sequence[str]] = None) -> None:
+                          selections: Optional[Sequence[str]] = None, n_available: Optional[int] = None) -> None:
     """Check stage 04's results: every planned model present, metrics finite and in range.
 
     Args:
         table: rows from :func:`load_pruning`.
         params: the run's parameters.
-        selections: the rules that were trained (default :func:`pruning_selections`).
+        selections: the rules that were trained (default :func:`pruning_selections` and
+            :func:`roar_selections`).
+        n_available: the landmarks in the data (default 468).
 
     Raises:
         DataError: a model is missing, a metric is NaN, or an accuracy lies outside [0, 1].
     """
-    selections = list(selections or pruning_selections(params))
-    expected = {(v, e, k, s, seed) for v in VARIANTS for e in params.emotions for k in params.pruning.k
-                for s in selections for seed in params.seeds}
+    selections = list(selections or pruning_selections(params) + roar_selections(params))
+    n_available = n_available if n_available is not None else N_LANDMARKS
+    expected = {(v, e, SELECTION_RULES[s].kept(k, n_available), s, seed)
+                for k, s, variants in _plan(params, selections) for v in variants
+                for e in params.emotions for seed in params.seeds}
     have = set(map(tuple, table[list(RESULT_KEY)].itertuples(index=False, name=None)))
     missing = sorted(expected - have)
     if missing:

@@ -27,7 +27,16 @@ import numpy as np
 from emolib import io
 from emolib.config import Params, load_params
 from emolib.errors import DataError, ParamsError
-from emolib.vocab import PAPER_VARIANT, PARTS, RANKING_COLUMNS, RESULT_COLUMNS, RESULT_KEY, SPLIT_COLUMNS
+from emolib.vocab import (
+    N_LANDMARKS,
+    PAPER_VARIANT,
+    PARTS,
+    RANKING_COLUMNS,
+    REMOVAL_SELECTIONS,
+    RESULT_COLUMNS,
+    RESULT_KEY,
+    SPLIT_COLUMNS,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -211,6 +220,31 @@ class RunFolder:
         return self.attributions / variant / f"{emotion}.npz"
 
     @property
+    def deletion(self) -> Path:
+        """``results/deletion.csv``: areas under the deletion and insertion curves (stage 03)."""
+        return self.results / "deletion.csv"
+
+    @property
+    def deletion_curves(self) -> Path:
+        """``results/deletion_curves.csv``: the mean deletion and insertion curves (stage 03)."""
+        return self.results / "deletion_curves.csv"
+
+    @property
+    def randomisation(self) -> Path:
+        """``results/randomisation.csv``: the model-parameter randomisation check (stage 03)."""
+        return self.results / "randomisation.csv"
+
+    @property
+    def stability(self) -> Path:
+        """``results/stability.csv``: agreement of rankings across seeds, baselines, steps (stage 03)."""
+        return self.results / "stability.csv"
+
+    @property
+    def frame_attributions(self) -> Path:
+        """``attributions/frames.npz``: one sample per emotion, its attribution frame by frame (stage 03)."""
+        return self.attributions / "frames.npz"
+
+    @property
     def ig_cache(self) -> Path:
         return self.cache / "ig"
 
@@ -348,6 +382,28 @@ class RunFolder:
         table = self.read_table(path if path is not None else self.training_results, RESULT_COLUMNS)
         return current_rows(table, params, n_landmarks=n_landmarks, selections=selections)
 
+    def read_pruning(self, params: Params, n_available: int = N_LANDMARKS, *,
+                     selections: Optional[Sequence[str]] = None) -> "pd.DataFrame":
+        """Stage 04's models for these parameters: the rules that keep K landmarks at each K of
+        ``pruning.k``, and ROAR's rules (which remove K) at L - K for each K of ``pruning.roar.k``.
+
+        Args:
+            params: the run's parameters.
+            n_available: L, the landmarks in the data (ROAR's rows count the L - K kept).
+            selections: keep only these rules (default: all in the file).
+
+        Raises:
+            DataError: results/pruning.csv is missing, unreadable, empty or lacks a column.
+        """
+        import pandas as pd
+
+        table = self.read_table(self.pruning_results, RESULT_COLUMNS)
+        removal = table["selection"].isin(REMOVAL_SELECTIONS)
+        kept = current_rows(table[~removal], params, n_landmarks=params.pruning.k, selections=selections)
+        roar = current_rows(table[removal], params, n_landmarks=[int(n_available) - k for k in params.pruning.roar.k],
+                            selections=selections)
+        return pd.concat([kept, roar], ignore_index=True)
+
     def read_history(self, results_csv: Optional[Path] = None) -> "pd.DataFrame":
         """The learning curves beside ``results_csv`` (default: ``results/history.csv``)."""
         import pandas as pd
@@ -399,6 +455,43 @@ class RunFolder:
                 return {k: f[k] for k in f.files}
         except Exception as exc:  # truncated, not an npz
             raise DataError(f"{path}: not a readable attribution file ({exc}); run stage 03 again") from None
+
+    def read_checks(self) -> dict[str, "pd.DataFrame"]:
+        """Stage 03's checks that are there: name (``deletion``, ``deletion_curves``,
+        ``randomisation``, ``stability``) -> table; a check not run is absent.
+
+        Raises:
+            DataError: a table exists but is unreadable or lacks a column.
+        """
+        from emolib.vocab import DELETION_COLUMNS, DELETION_CURVE_COLUMNS, RANDOMISATION_COLUMNS, STABILITY_COLUMNS
+
+        wanted = {"deletion": (self.deletion, DELETION_COLUMNS),
+                  "deletion_curves": (self.deletion_curves, DELETION_CURVE_COLUMNS),
+                  "randomisation": (self.randomisation, RANDOMISATION_COLUMNS),
+                  "stability": (self.stability, STABILITY_COLUMNS)}
+        return {name: self.read_table(path, cols, allow_empty=True)
+                for name, (path, cols) in wanted.items() if path.is_file()}
+
+    def read_frame_attributions(self) -> Optional[dict[str, dict[str, np.ndarray]]]:
+        """``attributions/frames.npz``: emotion -> {sample, X (P, 2, L) landmarks, attribution
+        (P, L), landmark_ids (L,)}; None when stage 03 did not write it.
+
+        Raises:
+            DataError: the file is unreadable.
+        """
+        path = self.frame_attributions
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                flat = {k: f[k] for k in f.files}
+        except Exception as exc:  # truncated, not an npz
+            raise DataError(f"{path}: not a readable attribution file ({exc}); run stage 03 again") from None
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for key, value in flat.items():
+            emotion, _, name = key.partition("__")
+            out.setdefault(emotion, {})[name] = value
+        return out
 
     def load_trained(self, variant: str, emotion: str, n_landmarks: int, selection: str,
                      seed: int) -> "TrainedModel":

@@ -20,6 +20,11 @@ PAPER_VARIANT = "t-emo"
 VARIANT_LABELS: dict[str, str] = {"t-emo": "T-EMO", "r-emo": "R-EMO"}
 # The ``selection`` of stage 02's models: every landmark.
 ALL_LANDMARKS = "all"
+# Stage 04's selection rules that test a ranking, each with the control it is compared with (same
+# K, same seed): KAR keeps the top K (``ig``) against K random landmarks; ROAR removes the top K
+# (``roar``) against removing K random ones. ROAR's rows count the landmarks kept (L - K).
+SELECTION_CONTROLS: dict[str, str] = {"ig": "random", "roar": "roar_random"}
+REMOVAL_SELECTIONS: tuple[str, ...] = ("roar", "roar_random")
 
 STAGES: tuple[str, ...] = ("01_data_prep", "02_training", "03_global_ig", "04_pruning", "05_results")
 
@@ -75,3 +80,22 @@ RANKING_COLUMNS: tuple[str, ...] = ("emotion", "rank", "landmark", "importance",
 COMPLETENESS_COLUMNS: tuple[str, ...] = ("emotion", "baseline_emotion", "steps", "mean_abs_gap",
                                          "max_abs_gap", "mean_abs_delta")
 TYPICAL_COLUMNS: tuple[str, ...] = ("emotion", "sample", "sequence", "strategy", "score")
+
+# Stage 03's checks (emolib.explain.faithfulness, emolib.explain.stability), reported by stage 05.
+# results/deletion.csv: one row per (emotion, seed, curve, order): the mean area under the curve
+# over the seed's explained (sample, baseline) pairs; order ``ig`` (the ranking) or ``random``
+# (the mean over the random orders).
+DELETION_COLUMNS: tuple[str, ...] = ("emotion", "seed", "curve", "order", "area", "n_samples", "n_pairs")
+# results/deletion_curves.csv: the mean curves themselves, for figures.
+DELETION_CURVE_COLUMNS: tuple[str, ...] = ("emotion", "seed", "curve", "order", "replaced", "share", "probability")
+# results/randomisation.csv: one row per (emotion, seed, level): the ranking of the model with its
+# top ``level`` layers re-initialised against the trained model's.
+RANDOMISATION_COLUMNS: tuple[str, ...] = ("emotion", "seed", "level", "layer", "spearman_rho", "kendall_tau",
+                                          "top_k_overlap", "n_samples")
+# results/stability.csv: one row per (factor, emotion, a, b): agreement of two rankings with
+# bootstrap intervals over the explained samples.
+STABILITY_FACTORS: tuple[str, ...] = ("seeds", "typical", "steps")
+STABILITY_COLUMNS: tuple[str, ...] = (
+    "factor", "emotion", "a", "b", "kendall_tau", "kendall_tau_low", "kendall_tau_high", "spearman_rho",
+    "spearman_rho_low", "spearman_rho_high", "top_k_overlap", "top_k_overlap_low", "top_k_overlap_high",
+    "chance_overlap", "top_k", "n_a", "n_b", "n_boot")

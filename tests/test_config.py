@@ -111,10 +111,11 @@ def test_override_through_a_value_is_refused(tmp_path):
 
 def test_stage_sections_are_derived_from_each_sections_readers():
     """Each stage depends on its own sections and those of the stages it builds on; the SVMs
-    change stage 02's and stage 05's results only."""
+    change stage 02's and stage 05's results only; the checks (faithfulness and stability)
+    stage 03's and stage 05's, never stage 04's models."""
     assert set(STAGE_SECTIONS["01_data_prep"]) == {"data", "frames", "emotions"}
     assert set(STAGE_SECTIONS["02_training"]) == {"data", "frames", "emotions", "seeds", "split", "test_fraction",
                                                    "val_fraction", "model", "train", "grid", "svm"}
-    assert set(STAGE_SECTIONS["03_global_ig"]) == set(STAGE_SECTIONS["02_training"]) - {"svm"} | {"ig"}
-    assert set(STAGE_SECTIONS["04_pruning"]) == set(STAGE_SECTIONS["03_global_ig"]) | {"pruning"}
+    assert set(STAGE_SECTIONS["03_global_ig"]) == set(STAGE_SECTIONS["02_training"]) - {"svm"} | {"ig", "checks"}
+    assert set(STAGE_SECTIONS["04_pruning"]) == set(STAGE_SECTIONS["03_global_ig"]) - {"checks"} | {"pruning"}
     assert set(STAGE_SECTIONS["05_results"]) == set(Params.model_fields)

@@ -47,7 +47,28 @@ def test_results_tables_exist(smoke_run):
     ranking = pd.read_csv(smoke_run / "results" / "landmark_ranking.csv")
     assert ranking.groupby("emotion")["landmark"].nunique().eq(468).all()
     pruning = pd.read_csv(smoke_run / "results" / "pruning.csv")
-    assert set(pruning["selection"]) == {"ig", "random"} and set(pruning["n_landmarks"]) == {32}
+    kar = pruning[pruning["selection"].isin(["ig", "random"])]
+    assert set(kar["n_landmarks"]) == {32} and len(kar) == 2 * 2 * 6 * 2
+    roar = pruning[~pruning["selection"].isin(["ig", "random"])]  # ROAR: T-EMO without 32 landmarks
+    assert set(roar["selection"]) == {"roar", "roar_random"} and set(roar["n_landmarks"]) == {468 - 32}
+    assert set(roar["variant"]) == {"t-emo"} and len(roar) == 2 * 6 * 2
+
+
+def test_checks_and_verdicts_exist(smoke_run):
+    results = smoke_run / "results"
+    deletion = pd.read_csv(results / "deletion.csv")
+    assert set(deletion["emotion"]) == set(EMOTIONS) and set(deletion["order"]) == {"ig", "random"}
+    assert deletion["area"].between(0, 1).all()
+    assert set(pd.read_csv(results / "randomisation.csv")["level"]) == {1, 2, 3, 4, 5}
+    assert set(pd.read_csv(results / "stability.csv")["factor"]) == {"seeds", "typical", "steps"}
+    forest = pd.read_csv(results / "forest.csv")
+    assert {"k_vs_all", "ig_vs_random", "roar_vs_random", "deletion_vs_random", "insertion_vs_random",
+            "randomisation"} == set(forest["comparison"])
+    verdicts = pd.read_csv(results / "verdicts.csv")
+    assert list(verdicts["emotion"]) == list(EMOTIONS)
+    assert (smoke_run / "attributions" / "frames.npz").is_file()
+    html = (smoke_run / "05_results.html").read_text()
+    assert "<details>" in html and "Does the explanation hold up?" in html
 
 
 def test_second_run_skips_every_stage(smoke_run, repo):

@@ -25,6 +25,7 @@ def ranking_for(emotions=EMOTIONS, seed=3) -> dict[str, np.ndarray]:
 
 
 def small_params(**pruning):
+    pruning.setdefault("roar", {"k": []})
     return parse_params({"name": "p", "seeds": [0, 1], "pruning": {"k": [64, 16], **pruning}}, "test")
 
 
@@ -189,10 +190,18 @@ def rows(**over):
 
 
 def test_check_pruning_results_finds_missing_models_and_bad_metrics():
-    params = parse_params({"emotions": ["anger", "fear"], "seeds": [0], "pruning": {"k": [16]}}, "t")
+    params = parse_params({"emotions": ["anger", "fear"], "seeds": [0], "pruning": {"k": [16], "roar": {"k": []}}},
+                          "t")
     full = pd.DataFrame([rows(variant=v, emotion=e, selection=s, accuracy=0.8) for v in VARIANTS
                          for e in ("anger", "fear") for s in ("ig", "random")])
     P.check_pruning_results(full, params)
+    with_roar = params.model_copy(update={"pruning": params.pruning.model_copy(
+        update={"roar": params.pruning.roar.model_copy(update={"k": [64]})})})
+    with pytest.raises(DataError, match="lacks 4 model.*'n_landmarks': 404, 'selection': 'roar'"):
+        P.check_pruning_results(full, with_roar)
+    roar = pd.DataFrame([rows(variant="t-emo", emotion=e, selection=s, accuracy=0.8, n_landmarks=404)
+                         for e in ("anger", "fear") for s in ("roar", "roar_random")])
+    P.check_pruning_results(pd.concat([full, roar]), with_roar)
     with pytest.raises(DataError, match="lacks 1 model"):
         P.check_pruning_results(full.iloc[1:], params)
     broken = full.copy()
@@ -257,7 +266,8 @@ def tiny_study(tmp_path_factory):
                            "test_fraction": 0.25, "val_fraction": 0.25,
                            "model": {"filters": 2, "lstm_units": 3, "fc_units": 3},
                            "train": {"epochs": 2, "patience": 1, "threads": 1},
-                           "grid": {"enabled": False}, "pruning": {"k": [8]}}, "tiny")
+                           "grid": {"enabled": False},
+                           "pruning": {"k": [8], "roar": {"k": [8], "variants": ["t-emo"]}}}, "tiny")
     run = RunFolder(tmp_path_factory.mktemp("pruning") / "run").ensure()
     data = make_landmark_set(subjects=4, frames=3, emotions=("happiness", "surprise"))
     save_landmarks(run.landmarks, data)
@@ -270,16 +280,44 @@ def tiny_study(tmp_path_factory):
 def test_pruning_trains_each_rule_on_its_subsets(tiny_study):
 
     run, params, data, ranking, table = tiny_study
-    assert len(table) == 2 * 2 * 2 * 1  # variants x emotions x rules x seeds
-    assert set(table["selection"]) == {"ig", "random"} and set(table["n_landmarks"]) == {8}
-    P.check_pruning_results(table, params)
+    kar = table[table["selection"].isin(["ig", "random"])]
+    assert len(kar) == 2 * 2 * 2 * 1  # variants x emotions x rules x seeds
+    assert set(kar["n_landmarks"]) == {8}
+    # ROAR: T-EMO only, every landmark but 8
+    roar = table[~table["selection"].isin(["ig", "random"])]
+    assert len(roar) == 1 * 2 * 2 * 1 and set(roar["selection"]) == {"roar", "roar_random"}
+    assert set(roar["n_landmarks"]) == {data.n_landmarks - 8} and set(roar["variant"]) == {"t-emo"}
+    P.check_pruning_results(table, params, n_available=data.n_landmarks)
     on_disk = pd.read_csv(run.results / "pruning.csv")
-    assert len(on_disk) == 8 and not (run.results / "training.csv").exists()  # stage 02's table untouched
+    assert len(on_disk) == 12 and not (run.results / "training.csv").exists()  # stage 02's table untouched
     for emotion in params.emotions:
         ig = run.load_trained("r-emo", emotion, 8, "ig", 0)
         assert ig.landmark_ids.tolist() == sorted(ranking[emotion][:8].tolist())
         rnd = run.load_trained("t-emo", emotion, 8, "random", 0)
         assert rnd.landmark_ids.tolist() == P.select_landmarks("random", emotion, 8, 0, available_ids=ALL_IDS).tolist()
+        kept = data.n_landmarks - 8
+        removed_top = run.load_trained("t-emo", emotion, kept, "roar", 0)
+        assert set(removed_top.landmark_ids.tolist()) == set(ALL_IDS.tolist()) - set(ranking[emotion][:8].tolist())
+        removed_random = run.load_trained("t-emo", emotion, kept, "roar_random", 0)
+        assert set(removed_random.landmark_ids.tolist()) == set(ALL_IDS.tolist()) - set(rnd.landmark_ids.tolist())
+
+
+def test_roar_rules_keep_all_but_k():
+    ranking = ranking_for()
+    ids = P.select_landmarks("roar", "anger", 10, 0, ranking=ranking, available_ids=ALL_IDS)
+    assert ids.size == ALL_IDS.size - 10 and not set(ids.tolist()) & set(ranking["anger"][:10].tolist())
+    rnd = P.select_landmarks("roar_random", "anger", 10, 3, available_ids=ALL_IDS)
+    assert set(rnd.tolist()) == set(ALL_IDS.tolist()) - set(P.random_landmarks("anger", 10, 3, None, ALL_IDS).tolist())
+    assert P.SELECTION_RULES["roar"].removes and P.SELECTION_RULES["roar_random"].per_seed
+    params = small_params(roar={"k": [32], "variants": ["t-emo"]})
+    assert P.roar_selections(params) == ["roar", "roar_random"]
+    plan = P.pruning_plan(params)
+    roar = plan[plan["selection"].str.startswith("roar")]
+    assert roar[["n_landmarks", "removed"]].to_numpy().tolist() == [[436, 32], [436, 32]]
+    assert (roar["models"] == 1 * 6 * 2).all() and (roar["variants"] == "t-emo").all()
+    assert P.roar_selections(small_params()) == []
+    with pytest.raises(ParamsError):
+        parse_params({"pruning": {"roar": {"k": [468]}}})
 
 
 def test_pruning_resumes_and_trains_only_what_is_new(tiny_study):

@@ -55,7 +55,8 @@ def attribute(trained: TrainedModel, data: LandmarkSet, samples: np.ndarray,
 def ig_cache_key(params: Params, stage: str, what: Any, length: int = 16) -> str:
     """The key of a cached IG result: the parameters of ``stage`` and what was explained.
 
-    ``ig.batch_size`` is left out (it changes how the sums are chunked, not their values).
+    ``ig.batch_size`` is left out (it changes how the sums are chunked, not their values), and so
+    is the ``checks`` section (each check's cache puts the settings it uses in ``what``).
 
     Args:
         params: the run's parameters.
@@ -67,4 +68,6 @@ def ig_cache_key(params: Params, stage: str, what: Any, length: int = 16) -> str
     """
     sections = params.sections_of(stage)
     sections["ig"] = {k: v for k, v in sections["ig"].items() if k != "batch_size"}
+    # The checks' settings shape only the checks' own results, which put what they use in ``what``.
+    sections.pop("checks", None)
     return content_key({"sections": sections, "what": what}, length)

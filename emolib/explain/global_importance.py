@@ -172,34 +172,74 @@ def _check_request(params: Params, variant: str, emotions: Sequence[str] | None)
     return emotions
 
 
-def _training_samples(run: RunFolder, params: Params, data: LandmarkSet) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(emotion -> its training rows, all training rows) of seed ``ig_seed``'s partition."""
-    seed = params.ig_seed
+def _training_samples(run: RunFolder, params: Params, data: LandmarkSet,
+                      seed: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(emotion -> its training rows, all training rows) of ``seed``'s partition (default ``ig_seed``)."""
+    return seed_samples(run, params, data, "train", seed)
+
+
+def seed_samples(run: RunFolder, params: Params, data: LandmarkSet, part: str = "train",
+                 seed: int | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The rows of one part of a seed's partition, per emotion and all together.
+
+    Args:
+        run: the run folder (its splits, stage 02).
+        params: the run's parameters.
+        data: the landmark set the splits index.
+        part: ``train``, ``val`` or ``test``.
+        seed: the seed (default ``params.ig_seed``).
+
+    Returns:
+        (emotion -> its rows of the part, every row of the part).
+
+    Raises:
+        DataError: the splits lack the seed or the part, refer to rows the data does not hold,
+            or (``train`` only) an emotion has no training sample.
+    """
+    seed = params.ig_seed if seed is None else int(seed)
     parts = run.split_parts(run.read_splits(), seed)
-    if "train" not in parts:
-        raise DataError(f"{run.root}: the splits of seed {seed} have no 'train' part")
-    train_idx = np.asarray(parts["train"], dtype=int)
+    if part not in parts:
+        raise DataError(f"{run.root}: the splits of seed {seed} have no {part!r} part")
+    train_idx = np.asarray(parts[part], dtype=int)
     if len(train_idx) and (train_idx.max() >= len(data) or train_idx.min() < 0):
         raise DataError(f"{run.root}: the splits of seed {seed} refer to sample {train_idx.max()} but "
                         f"{run.landmarks} holds {len(data)} samples; rerun stage 02")
     per_emotion = {e: train_idx[data.emotion[train_idx] == e] for e in params.emotions}
     empty = [e for e, idx in per_emotion.items() if len(idx) == 0]
-    if empty:
+    if empty and part == "train":
         raise DataError(f"{run.root}: seed {seed} has no training sample of {empty}")
     return per_emotion, train_idx
 
 
 def _typical_baselines(params: Params, data: LandmarkSet, models: Mapping[str, TrainedModel],
                        per_emotion_train: Mapping[str, np.ndarray]) -> dict[str, TypicalBaseline]:
+    return choose_typical_baselines(params, data, models, per_emotion_train)
+
+
+def choose_typical_baselines(params: Params, data: LandmarkSet, models: Mapping[str, TrainedModel],
+                      per_emotion_train: Mapping[str, np.ndarray],
+                      strategy: str | None = None) -> dict[str, TypicalBaseline]:
     """Each emotion's typical baseline among its own training samples, chosen and scored in its
-    own model's input space (each explaining model then sees it through its own scaling)."""
+    own model's input space (each explaining model then sees it through its own scaling).
+
+    Args:
+        params: the run's parameters (``ig.typical``, ``ig.batch_size``).
+        data: the landmark set.
+        models: emotion -> its all-landmark model (of the seed whose samples these are).
+        per_emotion_train: emotion -> its training rows.
+        strategy: the ``ig.typical`` strategy (default the run's).
+
+    Returns:
+        emotion -> :class:`TypicalBaseline`.
+    """
+    strategy = check_typical_strategy(strategy or params.ig.typical)
     baselines = {}
     for e, idx in per_emotion_train.items():
         inputs = model_inputs(data.subset(idx), models[e])
         probs = None
-        if params.ig.typical == "most_confident":
+        if strategy == "most_confident":
             probs = model_outputs(models[e].model, inputs, params.ig.batch_size)[:, 1]
-        baselines[e] = choose_typical(e, idx, inputs, params.ig.typical, probs)
+        baselines[e] = choose_typical(e, idx, inputs, strategy, probs)
     return baselines
 
 

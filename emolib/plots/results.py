@@ -18,7 +18,7 @@ from emolib._deprecated import module_getattr as _module_getattr
 from emolib.plots import VARIANT_COLOURS
 from emolib.plots.face import face_layout, face_scatter
 from emolib.regions import REGIONS
-from emolib.vocab import VARIANT_LABELS
+from emolib.vocab import REMOVAL_SELECTIONS, VARIANT_LABELS
 
 SELECTION_DASH = {"ig": "solid", "random": "dot"}
 SELECTION_LABELS = {"ig": "IG top-K", "random": "random K"}
@@ -53,8 +53,9 @@ def accuracy_vs_k_figure(summary: pd.DataFrame, emotions: Sequence[str], *, full
     rows, cols = _grid(len(emotions))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[e.capitalize() for e in emotions],
                         shared_xaxes=True, vertical_spacing=0.12, horizontal_spacing=0.06)
-    selections = [s for s in summary["selection"].unique() if s != "all"]
-    ks = sorted(set(summary["n_landmarks"]) | {full_k})
+    # ROAR's rules remove K (their rows count the L - K kept): not a point on these curves.
+    selections = [s for s in summary["selection"].unique() if s != "all" and s not in REMOVAL_SELECTIONS]
+    ks = sorted(set(summary.loc[~summary["selection"].isin(REMOVAL_SELECTIONS), "n_landmarks"]) | {full_k})
     shown: set[str] = set()
     for i, emotion in enumerate(emotions):
         row, col = i // cols + 1, i % cols + 1

@@ -12,6 +12,10 @@ Reads what stages 01 to 04 wrote (:func:`emolib.results.study.load_study`) and w
     cost.csv                    training time and parameters against K
     region_importance.csv       importance and top-K share per facial region
     ground_truth_recovery.csv   planted landmarks in the top K (demo data only)
+    checks_statistics.csv       stage 03's checks as paired tests over seeds (deletion, insertion
+                                areas against random orders; the randomisation check)
+    forest.csv                  per emotion every paired difference with its 95% CI and outcome
+    verdicts.csv, verdicts.md   one sentence of verdict per emotion, written from forest.csv
     tables.md                   every Markdown table above, in one file
 
 When the data is CK+ (``params.data.source == "ckplus"``) the paper's values stand beside ours;
@@ -44,6 +48,7 @@ from emolib.results.tables import (
     hyperparameter_table,
     svm_table,
 )
+from emolib.results.verdicts import checks_statistics, forest_table, verdict_sentences, verdicts_markdown
 from emolib.vocab import VARIANT_LABELS, VARIANTS
 
 if TYPE_CHECKING:
@@ -65,6 +70,9 @@ class Report:
     regions: pd.DataFrame
     recovery: Optional[pd.DataFrame]
     files: dict[str, Path]
+    checks: Optional[pd.DataFrame] = None
+    forest: Optional[pd.DataFrame] = None
+    verdicts: Optional[pd.DataFrame] = None
 
 
 def build_report(run: RunFolder, params: Params, study: Optional[Study] = None) -> Report:
@@ -141,10 +149,20 @@ def build_report(run: RunFolder, params: Params, study: Optional[Study] = None) 
         ks = sorted(set(params.pruning.k) | {k for k in params.report.top_k_figure if k < study.full_k}, reverse=True)
         recovery = ground_truth_recovery(study.ranking_ids(), study.ground_truth, ks, study.full_k)
         save_csv("ground_truth_recovery.csv", recovery)
+    checks = checks_statistics(study.checks.get("deletion"), study.checks.get("randomisation"))
+    save_csv("checks_statistics.csv", checks)
+    forest = forest_table(statistics, checks, params.emotions, full_k=study.full_k)
+    save_csv("forest.csv", forest)
+    verdicts = verdict_sentences(forest, params.emotions)
+    save_csv("verdicts.csv", verdicts)
+    verdicts_md = verdicts_markdown(verdicts, forest, params.name)
+    save_md("verdicts.md", verdicts_md)
+    md.append(verdicts_md)
     save_md("tables.md", "\n".join(md))
     return Report(summary=summary, accuracy_tables=accuracy_tables, hyperparameters=chosen,
                   hyperparameter_tables=hyper_tables, svm=svm, statistics=statistics, cost=cost,
-                  regions=regions, recovery=recovery, files=files)
+                  regions=regions, recovery=recovery, files=files, checks=checks, forest=forest,
+                  verdicts=verdicts)
 
 
 def check_report(report: Report, params: Params) -> None:
@@ -179,6 +197,13 @@ def check_report(report: Report, params: Params) -> None:
         raise DataError("statistics.csv lacks the K-against-all comparisons")
     if params.pruning.random_control and "ig_vs_random" not in set(st["comparison"]):
         raise DataError("statistics.csv lacks the IG-against-random comparisons")
+    if report.verdicts is not None and len(report.verdicts) != len(params.emotions):
+        raise DataError("verdicts.csv does not hold one verdict per emotion")
+    if report.forest is not None and len(report.forest):
+        f = report.forest
+        bad = f["ci_low"] > f["ci_high"] + 1e-12
+        if bad.any():
+            raise DataError("forest.csv: an interval is reversed")
     share = report.regions.groupby("emotion")["importance_share"].sum()
     if not np.allclose(share, 1.0, atol=1e-6):
         raise DataError("region_importance.csv: region shares do not sum to 1 per emotion")

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from emolib.vocab import ALL_LANDMARKS, VARIANT_LABELS
+from emolib.vocab import ALL_LANDMARKS, SELECTION_CONTROLS, VARIANT_LABELS
 
 # Below this many non-zero paired differences the Wilcoxon signed-rank test cannot reach
 # p < 0.05 two-sided (its smallest exact p-value is 2 / 2**n: 0.0625 at n = 5, 0.031 at n = 6),
@@ -30,7 +30,8 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
 
     Returns:
         n_pairs, mean_a, mean_b, mean_difference (a - b), sd_difference (ddof=1), cohens_dz
-        (mean / sd of the differences; NaN when undefined), wilcoxon_statistic, wilcoxon_p,
+        (mean / sd of the differences; NaN when undefined), ci_low and ci_high (the t-based 95%
+        confidence interval of the mean difference; NaN below 2 pairs), wilcoxon_statistic, wilcoxon_p,
         ttest_statistic, ttest_p, primary_test (``wilcoxon``, ``t-test`` or ``none``), p_value
         (the primary test's) and note.
 
@@ -51,10 +52,13 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
     out = {"n_pairs": n, "mean_a": float(a.mean()) if n else np.nan, "mean_b": float(b.mean()) if n else np.nan,
            "mean_difference": float(diff.mean()) if n else np.nan,
            "sd_difference": float(np.round(diff.std(ddof=1), 12)) if n > 1 else np.nan,
-           "cohens_dz": np.nan, "wilcoxon_statistic": np.nan, "wilcoxon_p": np.nan,
+           "cohens_dz": np.nan, "ci_low": np.nan, "ci_high": np.nan, "wilcoxon_statistic": np.nan, "wilcoxon_p": np.nan,
            "ttest_statistic": np.nan, "ttest_p": np.nan, "primary_test": "none", "p_value": np.nan, "note": ""}
     notes = []
     sd = out["sd_difference"]
+    if n > 1:
+        half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+        out["ci_low"], out["ci_high"] = out["mean_difference"] - half, out["mean_difference"] + half
     if n > 1 and sd > 1e-12:
         out["cohens_dz"] = out["mean_difference"] / sd
         t = stats.ttest_rel(a, b)
@@ -103,7 +107,10 @@ def study_statistics(runs: pd.DataFrame, *, full_k: int, metric: str = "accuracy
     """Paired comparisons across seeds, per variant, emotion and K.
 
     ``k_vs_all``: a pruned model (each selection rule) against the same seed's all-landmark
-    model. ``ig_vs_random``: the ranking's subset against the random subset, same K and seed.
+    model. ``ig_vs_random``: the ranking's subset against the random subset, same K and seed;
+    ``roar_vs_random``: every landmark but the ranking's top K against every landmark but K random
+    ones (a faithful ranking loses more: a negative difference), and likewise for any rule of
+    :data:`~emolib.vocab.SELECTION_CONTROLS`.
     Pairs are matched on the seed (same seed = same split); seeds missing on either side drop
     out. p-values are Holm-adjusted within each (comparison, variant) family (``p_holm``).
 
@@ -125,9 +132,8 @@ def study_statistics(runs: pd.DataFrame, *, full_k: int, metric: str = "accuracy
         if selection == ALL_LANDMARKS:
             continue
         refs = [("k_vs_all", (variant, emotion, full_k, ALL_LANDMARKS), f"all {full_k}")]
-        if selection != "random":
-            refs.append(("ig_vs_random" if selection == "ig" else f"{selection}_vs_random",
-                         (variant, emotion, k, "random"), "random"))
+        if selection in SELECTION_CONTROLS:
+            refs.append((f"{selection}_vs_random", (variant, emotion, k, SELECTION_CONTROLS[selection]), "random"))
         for comparison, ref_key, ref_label in refs:
             if ref_key not in scores:
                 continue
@@ -142,8 +148,8 @@ def study_statistics(runs: pd.DataFrame, *, full_k: int, metric: str = "accuracy
     table["p_holm"] = np.nan
     for _, idx in table.groupby(["comparison", "variant"]).groups.items():
         table.loc[idx, "p_holm"] = holm_adjust(table.loc[idx, "p_value"].to_numpy())
-    order = {"k_vs_all": 0, "ig_vs_random": 1}
-    table["_order"] = table["comparison"].map(order).fillna(2)
+    order = {"k_vs_all": 0, "ig_vs_random": 1, "roar_vs_random": 2}
+    table["_order"] = table["comparison"].map(order).fillna(3)
     table = table.sort_values(["_order", "variant", "emotion", "n_landmarks", "selection"],
                               ascending=[True, True, True, False, True]).drop(columns="_order")
     return table.reset_index(drop=True)
@@ -163,7 +169,7 @@ def statistics_display(statistics: pd.DataFrame, digits: int = 3) -> pd.DataFram
     def num(v, d=digits) -> str:
         return "–" if pd.isna(v) else f"{v:.{d}f}"
 
-    labels = {"ig": "IG", "random": "random"}
+    labels = {"ig": "IG", "random": "random", "roar": "ROAR (all but IG top)", "roar_random": "all but random"}
     rows = []
     for _, r in statistics.iterrows():
         cand = f"{labels.get(r['selection'], r['selection'])} {r['n_landmarks']}"

@@ -1,7 +1,7 @@
 """Stage 05's inputs: everything stages 01 to 04 wrote, read through the run folder and checked."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -82,6 +82,10 @@ class Study:
         landmark_ids: (L,) ids of the rows of ``xy``.
         ground_truth: emotion -> landmark ids each emotion moves, when the data knows (demo data).
         grid: every combination the grid searches tried (results/grid_search.csv), when present.
+        checks: stage 03's checks that ran (:meth:`RunFolder.read_checks`: deletion,
+            deletion_curves, randomisation, stability).
+        frames: one test video per emotion with its per-frame attribution
+            (:meth:`RunFolder.read_frame_attributions`), when stage 03 wrote it.
     """
 
     training: pd.DataFrame
@@ -94,6 +98,8 @@ class Study:
     landmark_ids: np.ndarray
     ground_truth: Optional[dict[str, np.ndarray]] = None
     grid: Optional[pd.DataFrame] = None
+    checks: dict = field(default_factory=dict)
+    frames: Optional[dict] = None
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -125,7 +131,7 @@ def load_study(run: RunFolder, params: Params) -> Study:
     # Stage 02 trains on every landmark; whatever it calls that, here it is the "all" selection.
     training = run.read_results(paths["training"], params).assign(selection=ALL_LANDMARKS)
     full_k = int(data.n_landmarks)
-    pruning = run.read_results(paths["pruning"], params, n_landmarks=params.pruning.k)
+    pruning = run.read_pruning(params, full_k)
     ranking = run.read_table(paths["ranking"], RANKING_COLUMNS)
     svm = run.read_table(paths["svm"], SVM_COLUMNS) if "svm" in paths else None
     if svm is not None:
@@ -155,5 +161,6 @@ def load_study(run: RunFolder, params: Params) -> Study:
     return Study(training=training, pruning=pruning, ranking=ranking, svm=svm, hyperparameters=hyper,
                  full_k=full_k, xy=mean_face(data.X[originals]), landmark_ids=data.landmark_ids,
                  ground_truth=truth or None,
-                 grid=grid)
+                 grid=grid, checks=run.read_checks() if params.checks.enabled else {},
+                 frames=run.read_frame_attributions() if params.checks.enabled else None)
 

@@ -187,13 +187,16 @@ def test_results_notebook_report_renders_every_figure(results_report_of_a_fake_r
     report = results_report_of_a_fake_run
     text = report.read_text()
     check_offline_html(text)
-    for heading in ("Tables 6 and 7", "Tables 1 to 5", "Baselines: SVMs", "Statistics", "Figure 3",
+    for heading in ("Does the explanation hold up?", "Tables 6 and 7", "Tables 1 to 5", "Baselines: SVMs",
+                    "Statistics", "Figure 3",
                     "Importance per facial region", "The cost side", "Explorer (static view)"):
         assert heading in text
     dom, errors = open_in_chromium(report, tmp_path / "profile", budget_ms=30000)
     figures = plotly_figures(dom)
-    # accuracy, paired differences, Figure 3, regions, ground truth, cost, and the explorer's three
-    assert len(figures) == 9, figures
+    # the forest of paired differences, accuracy, paired differences, Figure 3, regions, ground
+    # truth, cost, and the explorer's three (this fake run has no stage-03 checks: no stability
+    # figure, no animation)
+    assert len(figures) == 10, figures
     assert all(rendered for _, rendered in figures), figures
     assert not errors, errors
     assert (report.parent / "figures" / "results.html").is_file()
