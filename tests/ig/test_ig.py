@@ -310,7 +310,10 @@ def test_structured_engine_chunks_and_completeness(rng, backend):
     for bs in (1, 25, 30):  # one sample a chunk (also below one sample's alphas), 2, 3 samples a chunk
         part = ig.integrated_gradients(model, x, base, steps=10, batch_size=bs, engine="structured")
         assert part.model_calls == math.ceil(7 / max(1, bs // 10))
-        np.testing.assert_allclose(part.attributions, whole.attributions, rtol=1e-6, atol=1e-9)
+        # Chunks change how the float32 sums split over threads: equal to float32 rounding of the
+        # attributions' scale (an absolute 1e-9 failed on an AVX-512 machine by 3.7e-9 in 2 of 378).
+        scale = float(np.abs(whole.attributions).max())
+        np.testing.assert_allclose(part.attributions, whole.attributions, rtol=1e-6, atol=1e-6 * scale)
     # Completeness: the gaps shrink towards zero as m grows, as the generic engine's do.
     gaps = [np.abs(ig.integrated_gradients(model, x, base, steps=m, engine="structured").gaps).mean()
             for m in (4, 64, 1024)]
