@@ -47,7 +47,7 @@ def test_run_refuses_an_empty_stages_list(tmp_path, capsys):
 @pytest.mark.parametrize("source, words", [
     ("ckplus", "expects the folder holding cohn-kanade-images/"),
     ("videos", "expects the folder holding labels.csv"),
-    ("landmarks", "expects a landmarks.npz file"),
+    ("landmarks", "expects a landmarks.npz or a .csv export"),
 ])
 def test_check_looks_at_data_path(tmp_path, capsys, source, words):
     missing = tmp_path / "nowhere"

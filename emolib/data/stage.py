@@ -98,10 +98,10 @@ def check_data_source(params: Params) -> str:
             sequences, note = read_landmark_csv(path)
             frames = sum(len(seq.found) for seq in sequences)
             return f"{path}: {len(sequences)} sequences, {frames} frames (CSV export){'; ' + note if note else ''}"
+        data, note = read_landmark_npz(path)  # names what is wrong with the file (a .npy, a missing key)
         if kind is None:
             raise DataError(f"{path}: a landmark file must be an .npz (the run folder's layout) or a .csv "
                             "export with one row per frame")
-        data, note = read_landmark_npz(path)
         data = check_user_landmarks(data, str(path))
         return (f"{path}: {len(data)} samples, {data.frames} frames, {data.n_landmarks} landmarks"
                 f"{'; ' + note if note else ''}")
