@@ -19,6 +19,7 @@ refuses a cluster whose workers differ, or one that cannot be reached, before an
 """
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from importlib import metadata
@@ -87,8 +88,7 @@ class RayBackend:
         if address not in (None, "auto"):
             check_reachable(address)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                     configure_logging=True)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError: all mean "no cluster here"
             raise EmolibError(f"execution.address {address!r}: cannot join a Ray cluster "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
