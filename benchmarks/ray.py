@@ -23,17 +23,21 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+# This file is named ray.py: its folder must not stand first on sys.path, or `import ray` finds it.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import emolib  # noqa: F401  (selects tf-keras before TensorFlow is imported)
-from emolib.config import load_params
-from emolib.landmarks import LandmarkSet
-from emolib.run_folder import RunFolder
-from emolib.training import train_models
+import numpy as np  # noqa: E402
+
+import emolib  # noqa: E402, F401  (selects tf-keras before TensorFlow is imported)
+from emolib.config import load_params  # noqa: E402
+from emolib.landmarks import LandmarkSet  # noqa: E402
+from emolib.run_folder import RunFolder  # noqa: E402
+from emolib.training import train_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -124,7 +128,8 @@ def main() -> None:
     if args.address:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
     else:
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=500 * 1024 ** 2, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=500 * 1024 ** 2,
+                 log_to_driver=False)
     print(f"Ray {ray.__version__}: {ray.cluster_resources().get('CPU', 0):g} CPU(s); "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     data = demo_like_data()

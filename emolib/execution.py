@@ -88,7 +88,9 @@ class RayBackend:
         if address not in (None, "auto"):
             check_reachable(address)
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            # "local": a new Ray for this process even where `ray start` runs one (null's meaning)
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError: all mean "no cluster here"
             raise EmolibError(f"execution.address {address!r}: cannot join a Ray cluster "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
