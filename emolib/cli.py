@@ -18,6 +18,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stages = parse_stages(args.stages)
     if "01_data_prep" in stages:
         check_data_source(params)  # a wrong data.path is refused before any stage runs
+    if {"02_training", "04_pruning"} & set(stages):
+        _check_execution(params)  # so is a cluster that cannot be reached
     out = Path(args.out) if args.out else Path("runs") / params.name
     manifest = run_study(params, args.params, out, stages=stages, kernel=args.kernel, force=args.force)
     done = [s for s, e in manifest["stages"].items() if e.get("status") == "complete"]
@@ -31,10 +33,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     params = load_params(args.params, overrides=args.set)
     data = check_data_source(params)
+    execution = _check_execution(params)
     print(f"{args.params}: valid (source={params.data.source}, frames={params.frames}, "
           f"emotions={len(params.emotions)}, seeds={params.seeds}, K={params.pruning.k})")
     print(f"data: {data}")
+    print(f"execution: {execution}")
     return 0
+
+
+def _check_execution(params) -> str:
+    """The backend can run: Ray installed, the cluster reachable and (when it is a running one)
+    joined for a moment to check its workers' software (emolib.execution.check_backend)."""
+    from emolib.execution import check_backend
+
+    return check_backend(params.execution, join=params.execution.address is not None)
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:

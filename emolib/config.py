@@ -33,6 +33,7 @@ from emolib.vocab import (
     STAGES,
     ClassWeight,
     DataSource,
+    ExecutionBackend,
     FcActivation,
     IgEngine,
     IgInputs,
@@ -61,7 +62,7 @@ def _read_by(first: str, *, only: Optional[tuple[str, ...]] = None) -> dict:
     """Field metadata: the stages whose results a top-level section changes. By default the stage
     that first reads it and every later one (they all build on its outputs); ``only`` names them
     when the section's effect does not flow downstream (the SVMs: stage 02 trains them, stage 05
-    reports them, nothing in between reads them)."""
+    reports them, nothing in between reads them; ``execution``: none)."""
     stages = only if only is not None else STAGES[STAGES.index(first):]
     return {"read_by": list(stages)}
 
@@ -285,6 +286,36 @@ class ReportSettings(_Section):
         return values
 
 
+class ExecutionSettings(_Section):
+    """Where the training banks (stages 02 and 04, the grid search) run: never what they compute.
+
+    No stage reads this section: changing it redoes nothing and changes no unit's key, and the
+    same seeds give the same models on every backend (``emolib.execution``).
+    """
+
+    backend: ExecutionBackend = Field(
+        "local", description="local: in the notebook's process; ray: each bank is a Ray task (pip install emolib[ray])")
+    address: Optional[str] = Field(
+        None, description="ray only: the cluster to join: null (start a Ray on this machine), auto (the "
+                          "cluster `ray start` runs on this machine), host:port (its head's GCS) or ray://host:port "
+                          "(Ray Client)")
+    num_cpus: float = Field(1.0, gt=0.0, description="CPUs each Ray task reserves")
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs each Ray task reserves (fractions share a GPU)")
+    memory: Optional[Int] = Field(None, ge=1, description="bytes of memory each Ray task reserves (null: none)")
+    max_retries: Int = Field(3, ge=0, description="times Ray reruns a task whose worker died")
+
+    @field_validator("address")
+    @classmethod
+    def _address_ok(cls, value: Optional[str]) -> Optional[str]:
+        if value is None or value == "auto":
+            return value
+        rest = value[len("ray://"):] if value.startswith("ray://") else value
+        host, sep, port = rest.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or "/" in rest:
+            raise ValueError("expected null, auto, host:port or ray://host:port (port 1..65535)")
+        return value
+
+
 class Params(_Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9_.-]+$", json_schema_extra=_read_by("05_results"))
     data: DataSettings = Field(default_factory=DataSettings, json_schema_extra=_read_by("01_data_prep"))
@@ -307,6 +338,9 @@ class Params(_Section):
     checks: ChecksSettings = Field(default_factory=ChecksSettings,
                                    json_schema_extra=_read_by("03_global_ig", only=("03_global_ig", "05_results")))
     report: ReportSettings = Field(default_factory=ReportSettings, json_schema_extra=_read_by("05_results"))
+    # Read by no stage: where the work runs never changes its results.
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings,
+                                         json_schema_extra=_read_by("02_training", only=()))
 
     @field_validator("emotions")
     @classmethod

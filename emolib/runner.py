@@ -23,6 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+import yaml
+
 from emolib import io
 from emolib.config import STAGE_SECTIONS, Params
 from emolib.errors import EmolibError, ParamsError
@@ -191,6 +193,17 @@ def _write_params(run: RunFolder, params: Params, previous: dict, log: Callable[
             "parameters file (or --set) and delete the edited params.yaml, then run again: the stages "
             "whose parameters differ are redone")
     io.write_text(run.params_path, text)
+    try:
+        before = yaml.safe_load(old) or {}
+    except yaml.YAMLError:
+        before = {}
+    now = params.model_dump(mode="json")
+    read = {name for sections in STAGE_SECTIONS.values() for name in sections}
+    if isinstance(before, dict) and all(before.get(k) == v for k, v in now.items() if k in read):
+        changed = sorted(k for k, v in now.items() if before.get(k) != v)
+        log(f"parameters changed since the last run in {run.root} only in {', '.join(changed)}, which no stage "
+            "depends on: nothing is redone for it")
+        return
     log(f"parameters changed since the last run in {run.root}; stages that depend on them are redone")
 
 

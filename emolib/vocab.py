@@ -46,6 +46,8 @@ TYPICAL_DESCRIPTIONS: dict[str, str] = {
 }
 
 IgEngine = Literal["auto", "generic", "structured"]
+# Where training banks run (emolib.execution): in this process, or as Ray tasks.
+ExecutionBackend = Literal["local", "ray"]
 
 # ---- tables of the run folder ----------------------------------------------------------------------
 # data/extraction_report.csv: one row per sequence found.

@@ -118,4 +118,22 @@ def test_stage_sections_are_derived_from_each_sections_readers():
                                                    "val_fraction", "model", "train", "grid", "svm"}
     assert set(STAGE_SECTIONS["03_global_ig"]) == set(STAGE_SECTIONS["02_training"]) - {"svm"} | {"ig", "checks"}
     assert set(STAGE_SECTIONS["04_pruning"]) == set(STAGE_SECTIONS["03_global_ig"]) - {"checks"} | {"pruning"}
-    assert set(STAGE_SECTIONS["05_results"]) == set(Params.model_fields)
+    assert set(STAGE_SECTIONS["05_results"]) == set(Params.model_fields) - {"execution"}
+
+
+def test_execution_section_changes_no_stage_and_is_checked():
+    """Where the work runs never changes what it computes: no stage's fingerprint reads it."""
+    a = parse_params({})
+    b = parse_params({"execution": {"backend": "ray", "address": "ray://head:10001", "num_cpus": 2, "num_gpus": 0.5,
+                                    "memory": 2**30, "max_retries": 1}})
+    assert a.execution.backend == "local" and a.execution.address is None
+    assert not any("execution" in sections for sections in STAGE_SECTIONS.values())
+    for stage in STAGE_SECTIONS:
+        assert a.fingerprint(*STAGE_SECTIONS[stage]) == b.fingerprint(*STAGE_SECTIONS[stage])
+        assert a.sections_of(stage) == b.sections_of(stage)
+    for bad, match in [({"backend": "dask"}, "execution.backend"), ({"address": "head"}, "execution.address"),
+                       ({"address": "ray://head:99999"}, "execution.address"), ({"num_cpus": 0}, "execution.num_cpus"),
+                       ({"memory": 0}, "execution.memory"), ({"max_retries": -1}, "execution.max_retries"),
+                       ({"workers": 2}, "execution.workers: unknown key")]:
+        with pytest.raises(ParamsError, match=match):
+            parse_params({"execution": bad})

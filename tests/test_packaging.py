@@ -57,3 +57,12 @@ def test_readme_commands_exist_and_ci_runs_the_test_command():
     assert "make demo" in readme and "make test" in readme
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_ray_is_an_optional_extra_that_make_installs():
+    """Ray (execution.backend: ray) is pinned as the extra emolib[ray], never a core dependency;
+    `make install`/`make test` install it, so the Ray tests run in CI."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["ray"] == ["ray==2.60.0"]
+    assert "ray" not in dict(_spec(r) for r in project["dependencies"])
+    assert "pip install -q -e '.[test,ray]'" in (REPO / "Makefile").read_text()

@@ -126,3 +126,19 @@ def test_html_fetches_nothing_and_hides_native_log_noise(tmp_path, notebooks):
     assert not re.search(r'<script[^>]*\bsrc="https?://', html)
     assert "a real warning the reader must see" in html and "cuda_dnn" not in html
     assert "cuda_dnn" in (out / "01_data_prep.ipynb").read_text()  # the notebook keeps everything
+
+
+def test_a_params_change_only_in_execution_says_nothing_is_redone(tmp_path):
+    """params.yaml is rewritten (it records the run), and the log says no stage depends on it."""
+    from emolib.config import parse_params
+    from emolib.run_folder import RunFolder
+    from emolib.runner import _write_params
+
+    run = RunFolder(tmp_path).ensure()
+    logged: list[str] = []
+    _write_params(run, parse_params({}), {}, logged.append)
+    _write_params(run, parse_params({"execution": {"backend": "ray"}}), {}, logged.append)
+    assert "backend: ray" in run.params_path.read_text()
+    assert logged and "only in execution, which no stage depends on" in logged[-1]
+    _write_params(run, parse_params({"execution": {"backend": "ray"}, "seeds": [4]}), {}, logged.append)
+    assert "stages that depend on them are redone" in logged[-1]

@@ -18,6 +18,10 @@ interrupted bank loses only its unfinished units. Which units share a bank chang
 weights in the last bits only (float32 rounding; ``tests/training/test_bank.py``): a run is
 reproducible bit for bit, but a resumed one can differ from a clean one at that level. With
 ``train.bank_size: 1`` every unit trains alone and is the same whatever else is trained.
+
+Where the banks run is ``params.execution`` (:mod:`emolib.execution`): in this process, or each
+bank as a Ray task; the banks are formed here the same way for both, and this process saves
+every unit, so both give the same numbers and the same run folder.
 """
 from __future__ import annotations
 
@@ -31,14 +35,16 @@ import pandas as pd
 from emolib import io
 from emolib.config import GridSettings
 from emolib.errors import DataError, ParamsError
+from emolib.execution import backend_for
 from emolib.models import configure_tensorflow, copy_unit, read_record
 from emolib.run_folder import RunFolder
-from emolib.training.bank import Architecture, bank_size, train_bank
+from emolib.training.bank import Architecture, BankFit, bank_size, train_bank
 from emolib.training.fit import POOL, TrainerPool
 from emolib.training.splits import check_splittable, ensure_splits
 from emolib.training.units import (
     LandmarkChoice,
     Unit,
+    UnitInputs,
     data_fingerprint,
     history_rows,
     resolve_landmarks,
@@ -102,14 +108,34 @@ def _check_call(params: Params, data: LandmarkSet, selection: str, variants: Seq
 Planned = tuple  # (Unit, model path, key, parts)
 
 
+def train_bank_task(data: LandmarkSet, chunk: Sequence[tuple[Unit, Mapping[str, np.ndarray]]], variant: str,
+                    hyper: tuple[int, int, int], params: Params, *, inputs: Optional[Sequence[UnitInputs]] = None,
+                    on_done=None, on_epoch=None) -> list[BankFit]:
+    """Train one bank: the units of ``chunk`` (one architecture), each with its parts.
+
+    Runs wherever the backend sends it (this process, or a Ray worker that has only its
+    arguments): it reads no file and writes none; the caller saves what it returns.
+    ``inputs``, ``on_done``, ``on_epoch``: given in this process only (the units' inputs already
+    made for saving; save a unit as it stops; progress).
+    """
+    configure_tensorflow(params.train.threads)
+    if inputs is None:
+        inputs = [unit_inputs(u, data=data, parts=p, params=params) for u, p in chunk]
+    return train_bank([x.job(u.seed) for x, (u, _) in zip(inputs, chunk)], variant=variant, frames=data.frames,
+                      n_landmarks=len(chunk[0][0].landmark_ids), hyper=hyper, params=params, on_done=on_done,
+                      on_epoch=on_epoch)
+
+
 def train_pending(planned: Sequence[Planned], *, data: LandmarkSet, params: Params, selection: str,
                   pool: TrainerPool, bar, what: str) -> dict[Path, dict]:
     """Train the planned units not yet finished, in banks; return model path -> record, for all.
 
     A unit whose record holds its key is finished and not trained again. The others are grouped
     by architecture (variant and F, Q, R) and trained in banks of ``train.bank_size`` units
-    (:func:`emolib.training.bank.bank_size`); each unit is saved as soon as it stops, so an
-    interrupted bank keeps its finished units.
+    (:func:`emolib.training.bank.bank_size`), each bank a call of :func:`train_bank_task` on the
+    backend of ``params.execution`` (:mod:`emolib.execution`). The banks are the same on every
+    backend, so are the numbers. This process saves every unit: locally the moment it stops (an
+    interrupted bank keeps its finished units), from a Ray task when its bank comes back.
     """
     records: dict[Path, dict] = {}
     groups: dict[tuple, list] = {}
@@ -120,29 +146,50 @@ def train_pending(planned: Sequence[Planned], *, data: LandmarkSet, params: Para
             bar.update(1)
         else:
             groups.setdefault((VARIANTS.index(unit.variant), unit.hyper), []).append((unit, path, key, parts))
+    banks: list[list] = []
     for (_, hyper), todo in sorted(groups.items()):
-        variant = todo[0][0].variant
-        n_landmarks = len(todo[0][0].landmark_ids)
-        arch = Architecture.of(variant, data.frames, n_landmarks, hyper, params)
+        arch = Architecture.of(todo[0][0].variant, data.frames, len(todo[0][0].landmark_ids), hyper, params)
         size = bank_size(params.train.bank_size, arch, max(len(p["train"]) for *_, p in todo),
                          max(len(p["val"]) for *_, p in todo))
-        for start in range(0, len(todo), size):
-            chunk = todo[start:start + size]
-            inputs = [unit_inputs(u, data=data, parts=p, params=params) for u, _, _, p in chunk]
+        banks.extend(todo[start:start + size] for start in range(0, len(todo), size))
+    if not banks:
+        return records
+    backend = backend_for(params.execution)
+    made: dict[int, list[UnitInputs]] = {}
 
-            def save(i: int, fit, chunk=chunk, inputs=inputs) -> None:
-                unit, path, key, parts = chunk[i]
-                records[path] = save_trained(unit, path, fit, inputs[i], n_parts={k: len(v) for k, v in parts.items()},
-                                             params=params, selection=selection, key=key, pool=pool)
-                bar.update(1)
+    def inputs_of(b: int) -> list[UnitInputs]:
+        if b not in made:
+            made[b] = [unit_inputs(u, data=data, parts=p, params=params) for u, _, _, p in banks[b]]
+        return made[b]
 
-            label = f"{what} bank of {len(chunk)} {variant} F={hyper[0]} Q={hyper[1]} R={hyper[2]}"
+    def save(b: int, i: int, fit: BankFit) -> None:
+        unit, path, key, parts = banks[b][i]
+        if path in records:
+            return
+        records[path] = save_trained(unit, path, fit, inputs_of(b)[i], n_parts={k: len(v) for k, v in parts.items()},
+                                     params=params, selection=selection, key=key, pool=pool)
+        bar.update(1)
 
-            def show(epoch: int, left: int, label=label) -> None:
-                bar.set_postfix_str(f"{label}: epoch {epoch}, {left} training")
+    def label(b: int) -> str:
+        unit = banks[b][0][0]
+        return (f"{what} bank of {len(banks[b])} {unit.variant} F={unit.hyper[0]} Q={unit.hyper[1]} "
+                f"R={unit.hyper[2]}")
 
-            train_bank([x.job(u.seed) for x, (u, *_) in zip(inputs, chunk)], variant=variant, frames=data.frames,
-                       n_landmarks=n_landmarks, hyper=hyper, params=params, on_done=save, on_epoch=show)
+    def local_kwargs(b: int) -> dict:
+        def show(epoch: int, left: int) -> None:
+            bar.set_postfix_str(f"{label(b)}: epoch {epoch}, {left} training")
+
+        return {"inputs": inputs_of(b), "on_done": lambda i, fit: save(b, i, fit), "on_epoch": show}
+
+    def finished(b: int, fits: list[BankFit]) -> None:
+        for i, fit in enumerate(fits):
+            save(b, i, fit)
+        made.pop(b, None)
+        if backend.name != "local":
+            bar.set_postfix_str(f"{what}: {label(b)} done ({backend.name})")
+
+    calls = [([(u, p) for u, _, _, p in bank], bank[0][0].variant, bank[0][0].hyper, params) for bank in banks]
+    backend.run(train_bank_task, calls, finished, shared=data, local_kwargs=local_kwargs)
     return records
 
 
