@@ -20,6 +20,7 @@ refuses a cluster whose workers differ, or one that cannot be reached, before an
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from importlib import metadata
@@ -93,7 +94,8 @@ class RayBackend:
                      logging_level=logging.ERROR)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError: all mean "no cluster here"
             raise EmolibError(f"execution.address {address!r}: cannot join a Ray cluster "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                              f"{_token_hint(address)}") from None
         try:
             self._check_workers(ray)
         except EmolibError:
@@ -184,6 +186,21 @@ def _import_ray():
     except ImportError:
         raise ParamsError("execution.backend: ray needs Ray; install it with pip install 'emolib[ray]'") from None
     return ray
+
+
+def _token_hint(address: Optional[str]) -> str:
+    """What to try when an address answers but Ray cannot join it and token mode is unset.
+
+    Ray (2.60) turns token authentication on for a cluster that ``ray start`` starts where a token
+    is found (``~/.ray/auth_token``, ``RAY_AUTH_TOKEN``), but a driver given an explicit address
+    sends its token only when ``RAY_AUTH_MODE=token`` is set: Ray's choice, so that no token goes to
+    an address by accident. emolib keeps that choice and says so.
+    """
+    if address in (None, "auto") or os.environ.get("RAY_AUTH_MODE") is not None:
+        return ""
+    return ("; if the cluster uses Ray's token authentication (on by default where `ray start` finds "
+            "~/.ray/auth_token), set RAY_AUTH_MODE=token in this process's environment, with the cluster's "
+            "token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:

@@ -5,11 +5,17 @@ for the whole file, stopped and every process of it ended at the end. Checked: t
 give the same models bit for bit and the same tables on both backends (in this process and
 through ``emolib run`` at smoke scale); a worker killed mid-task is rerun by Ray and the run
 completes with nothing lost or doubled; a cluster that cannot be reached is refused before any
-work; the local backend never imports Ray.
+work, and one that wants a token the driver does not send is refused with what to set; the
+local backend never imports Ray.
+
+The cluster uses Ray's token authentication with a token of its own, always: ``ray start`` turns it
+on by itself wherever it finds ``~/.ray/auth_token``, and a test that depended on that file would
+pass on one machine and fail on the next.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -131,6 +137,29 @@ def cluster():
     otherwise, which a busy 2-core machine can miss (Ray 2.60; the agent's imports take 10 s).
     """
     temp_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit
+    with pytest.MonkeyPatch.context() as env:
+        # The head, the CLI's subprocesses (``_env`` copies os.environ) and this process's driver
+        # all share one token that only this cluster knows.
+        env.setenv("RAY_AUTH_MODE", "token")
+        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+        env.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+        _reset_auth()
+        try:
+            yield from _head(temp_dir)
+        finally:
+            env.undo()
+            _reset_auth()
+
+
+def _reset_auth() -> None:
+    """Make this process read RAY_AUTH_* again: Ray reads them once, when it is imported (and
+    this file imports it at collection). Ray's own tests reset the same way."""
+    from ray._private.authentication_test_utils import reset_auth_token_state
+
+    reset_auth_token_state()
+
+
+def _head(temp_dir: Path):
     try:
         errors = []
         for _ in range(3):
@@ -266,6 +295,21 @@ def test_unreachable_cluster_is_refused_before_any_work(tmp_path):
     assert not out.exists()
     with pytest.raises(EmolibError, match="no Ray cluster answers"):
         check_backend(parse_params({"execution": {"backend": "ray", "address": f"ray://127.0.0.1:{port}"}}).execution)
+
+
+def test_a_cluster_that_wants_a_token_is_refused_with_what_to_set(cluster, tmp_path):
+    """The driver is given the address but not ``RAY_AUTH_MODE=token``, so Ray sends no token: the
+    run stops before any work with exit 2, naming the address and the variable to set."""
+    out = tmp_path / "run"
+    env = {k: v for k, v in _env().items() if not k.startswith("RAY_AUTH_")}
+    proc = subprocess.run([sys.executable, "-m", "emolib.cli", "run", str(REPO / "params" / "smoke.yaml"),
+                           "--out", str(out), "--set", "execution.backend=ray",
+                           "--set", f"execution.address={cluster.address}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"execution.address '{cluster.address}': cannot join a Ray cluster" in proc.stderr, proc.stderr[-3000:]
+    assert "RAY_AUTH_MODE=token" in proc.stderr
+    assert not out.exists()
 
 
 def test_local_backend_never_imports_ray(data, tmp_path):

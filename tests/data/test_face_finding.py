@@ -3,18 +3,32 @@ builds them from the bundled public-domain photos): emolib loses no frame MediaP
 says which finder found each sequence's face, and counts damaged frames as frames without a face."""
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from face_finding import measure, write_hard_case  # noqa: E402
+from emolib.cli import main
+from emolib.config import parse_params
+from emolib.data.stage import prepare_landmarks
+from emolib.run_folder import RunFolder
 
-from emolib.cli import main  # noqa: E402
-from emolib.config import parse_params  # noqa: E402
-from emolib.data.stage import prepare_landmarks  # noqa: E402
-from emolib.run_folder import RunFolder  # noqa: E402
+
+def _load_benchmark(name: str):
+    """Load ``benchmarks/<name>.py`` by its path. The folder is never put on ``sys.path``: a script
+    there that shares a package's name would stand in for that package in every later import of
+    this test process (a ``benchmarks/ray.py`` once broke the Ray tests that way)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"emolib_benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_face_finding = _load_benchmark("face_finding")
+measure, write_hard_case = _face_finding.measure, _face_finding.write_hard_case
 
 
 @pytest.fixture(scope="module")

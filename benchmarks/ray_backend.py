@@ -1,8 +1,8 @@
 """The Ray backend against the local one: stage 02's units per second, and Ray's cost per task.
 
-    .venv/bin/python benchmarks/ray.py                      # starts a Ray with 2 CPUs in this process
-    .venv/bin/python benchmarks/ray.py --address 127.0.0.1:6379   # a cluster `ray start --head` runs
-    .venv/bin/python benchmarks/ray.py --quick              # fewer seeds and epochs
+    .venv/bin/python benchmarks/ray_backend.py                      # starts a Ray with 2 CPUs in this process
+    .venv/bin/python benchmarks/ray_backend.py --address 127.0.0.1:6379   # a cluster `ray start --head` runs
+    .venv/bin/python benchmarks/ray_backend.py --quick              # fewer seeds and epochs
 
 Needs ``pip install 'emolib[ray]'``. Measured side by side in one run, in one process (the driver):
 
@@ -23,21 +23,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# This file is named ray.py: its folder must not stand first on sys.path, or `import ray` finds it.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import emolib  # noqa: E402, F401  (selects tf-keras before TensorFlow is imported)
-from emolib.config import load_params  # noqa: E402
-from emolib.landmarks import LandmarkSet  # noqa: E402
-from emolib.run_folder import RunFolder  # noqa: E402
-from emolib.training import train_models  # noqa: E402
+import emolib  # noqa: F401  (selects tf-keras before TensorFlow is imported)
+from emolib.config import load_params
+from emolib.landmarks import LandmarkSet
+from emolib.run_folder import RunFolder
+from emolib.training import train_models
 
 REPO = Path(__file__).resolve().parents[1]
 
