@@ -338,6 +338,140 @@ def _template(arch: Architecture):
     return _TEMPLATES[arch]
 
 
+# --------------------------------------------------------------------------------------------
+# The two engines: TensorFlow's traced step, numba's fused kernels
+# --------------------------------------------------------------------------------------------
+BACKENDS = ("auto", "numba", "tensorflow")
+
+
+def backend() -> str:
+    """Which engine trains a bank: ``tensorflow`` (the traced step above: the default, on a CPU
+    and on a GPU) or ``numba`` (fused CPU kernels, :mod:`emolib.training._bank_kernels`: the same
+    numbers, but measured slower on 2 CPU cores so far, 1.3-1.7x the time per unit-epoch; see
+    docs/MEASUREMENTS.md). The environment variable ``EMOLIB_BANK_BACKEND`` (auto / numba /
+    tensorflow) picks one; ``auto`` is ``tensorflow``."""
+    import os
+
+    from emolib.errors import ParamsError
+    from emolib.training import _bank_kernels
+
+    asked = os.environ.get("EMOLIB_BANK_BACKEND", "auto").strip().lower() or "auto"
+    if asked not in BACKENDS:
+        raise ParamsError(f"EMOLIB_BANK_BACKEND={asked!r} is unknown; expected one of {list(BACKENDS)}")
+    if asked == "numba" and not _bank_kernels.AVAILABLE:
+        raise ParamsError("EMOLIB_BANK_BACKEND=numba, but numba is not installed")
+    return "numba" if asked == "numba" else "tensorflow"
+
+
+class _TfState:
+    """The bank's weights, Adam moments and data as TensorFlow tensors; one traced epoch."""
+
+    def __init__(self, arch, weights0, x, y, sw, x_val, n_val):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.train_epoch, self.predict_fn, n_trainable = _functions(arch)
+        B = len(weights0)
+        self.w = [tf.constant(np.stack([wi[k] for wi in weights0])) for k in range(len(WEIGHT_NAMES))]
+        self.best_w = list(self.w)
+        self.m = tf.zeros([B, n_trainable])
+        self.v = tf.zeros([B, n_trainable])
+        self.steps = tf.zeros([B])
+        self.x, self.y, self.sw, self.x_val = (tf.constant(a) for a in (x, y, sw, x_val))
+
+    def epoch(self, order, mask, keep):
+        self.w, self.m, self.v, self.steps, total, hits = self.train_epoch(
+            self.w, self.m, self.v, self.steps, self.x, self.y, self.sw, order, mask, keep)
+        return total.numpy(), hits.numpy()
+
+    def predict(self):
+        return self.predict_fn(self.w, self.x_val).numpy()
+
+    def remember(self, improved):
+        tf = self.tf
+        on = tf.constant(improved)
+        self.best_w = [tf.where(tf.reshape(on, [-1] + [1] * (len(a.shape) - 1)), a, bb)
+                       for a, bb in zip(self.w, self.best_w)]
+
+    def best(self, rows):
+        arrays = [a.numpy() for a in self.best_w]
+        return [[a[r].copy() for a in arrays] for r in rows]
+
+    def compact(self, keep_rows):
+        tf = self.tf
+        idx = tf.constant(keep_rows, tf.int32)
+        self.w, self.best_w = ([tf.gather(a, idx) for a in arrs] for arrs in (self.w, self.best_w))
+        self.m, self.v, self.steps, self.x, self.y, self.sw, self.x_val = (
+            tf.gather(a, idx) for a in (self.m, self.v, self.steps, self.x, self.y, self.sw, self.x_val))
+
+
+class _NumbaState:
+    """The same state as NumPy arrays, one flat row of weights per unit; numba's fused epoch."""
+
+    def __init__(self, arch, weights0, x, y, sw, x_val, n_val):
+        from emolib.training import _bank_kernels
+
+        self.k = _bank_kernels
+        self.arch = arch
+        shapes = weight_shapes(arch)
+        sizes = [int(np.prod(sh)) for sh in shapes]
+        self.shapes = shapes
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.W = np.ascontiguousarray(np.stack([np.concatenate([np.asarray(a, np.float32).ravel() for a in wi])
+                                                for wi in weights0]))
+        self.best_W = self.W.copy()
+        self.M1 = np.zeros_like(self.W)
+        self.M2 = np.zeros_like(self.W)
+        self.steps = np.zeros(len(weights0))
+        trainable = np.ones(self.W.shape[1], bool)
+        for i in _BN_STATS + (_CONV if arch.variant == "r-emo" else ()):
+            trainable[self.offsets[i]:self.offsets[i + 1]] = False
+        self.trainable = trainable
+        self.x, self.y, self.sw = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(y, np.int32), \
+            np.ascontiguousarray(sw, np.float32)
+        self.x_val, self.n_val = np.ascontiguousarray(x_val, np.float32), np.asarray(n_val, np.int64)
+        self.act = self.k.ACTIVATIONS.index(arch.fc_activation)
+
+    def epoch(self, order, mask, keep):
+        a = self.arch
+        F, Q, R = a.hyper
+        kh, kw = a.kernel
+        counts = mask.sum(axis=2).astype(np.int64)
+        total = np.zeros(len(self.W))
+        hits = np.zeros(len(self.W))
+        scale = 1.0 / (1.0 - a.dropout) if a.dropout > 0 else 1.0
+        self.k.train_epoch(self.W, self.M1, self.M2, self.steps, self.trainable, self.offsets, self.x, self.y,
+                           self.sw, order, counts, keep, a.frames, a.n_landmarks, kh, kw, F, Q, R, self.act, scale,
+                           a.learning_rate, _ADAM[0], _ADAM[1], _ADAM[2], _BN_MOMENTUM, _BN_EPSILON,
+                           a.variant != "r-emo", total, hits)
+        return total, hits
+
+    def predict(self):
+        a = self.arch
+        F, Q, R = a.hyper
+        kh, kw = a.kernel
+        prob = np.zeros((len(self.W), max(1, self.x_val.shape[1]), 2), np.float32)
+        self.k.predict(self.W, self.offsets, self.x_val, self.n_val, a.frames, a.n_landmarks, kh, kw, F, Q, R,
+                       self.act, _BN_EPSILON, prob)
+        return prob
+
+    def remember(self, improved):
+        self.best_W[improved] = self.W[improved]
+
+    def best(self, rows):
+        out = []
+        for r in rows:
+            flat = self.best_W[r]
+            out.append([flat[self.offsets[i]:self.offsets[i + 1]].reshape(sh).copy()
+                        for i, sh in enumerate(self.shapes)])
+        return out
+
+    def compact(self, keep_rows):
+        idx = np.asarray(keep_rows)
+        for name in ("W", "best_W", "M1", "M2", "steps", "x", "y", "sw", "x_val", "n_val"):
+            setattr(self, name, np.ascontiguousarray(getattr(self, name)[idx]))
+
+
 def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmarks: int,
                hyper: Sequence[int], params: Params,
                on_done: Optional[Callable[[int, BankFit], None]] = None,
@@ -363,26 +497,21 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
         return []
     t = params.train
     arch = Architecture.of(variant, frames, n_landmarks, hyper, params)
-    train_epoch, predict, n_trainable = _functions(arch)
     template = _template(arch)
     F, Q, R = arch.hyper
     bs = arch.batch_size
     B = len(jobs)
 
     weights0 = [initial_weights(template, j.seed) for j in jobs]
-    w = [tf.constant(np.stack([wi[k] for wi in weights0])) for k in range(len(WEIGHT_NAMES))]
-    m = tf.zeros([B, n_trainable])
-    v = tf.zeros([B, n_trainable])
-    steps = tf.zeros([B])
-    best = [a for a in w]
-
     cw = [class_weights(j.y_train, t.class_weight) for j in jobs]
     n_train = np.array([len(j.y_train) for j in jobs])
-    x = tf.constant(_pad([j.x_train[..., 0] for j in jobs], n_train.max()))
-    y = tf.constant(_pad([np.asarray(j.y_train, np.int32) for j in jobs], n_train.max()))
-    sw = tf.constant(_pad([c[np.asarray(j.y_train, int)] for j, c in zip(jobs, cw)], n_train.max()))
-    x_val = tf.constant(_pad([j.x_val[..., 0] for j in jobs], max(len(j.y_val) for j in jobs)))
+    x = _pad([j.x_train[..., 0] for j in jobs], n_train.max())
+    y = _pad([np.asarray(j.y_train, np.int32) for j in jobs], n_train.max())
+    sw = _pad([c[np.asarray(j.y_train, int)].astype(np.float32) for j, c in zip(jobs, cw)], n_train.max())
+    n_val = np.array([len(j.y_val) for j in jobs])
+    x_val = _pad([j.x_val[..., 0] for j in jobs], n_val.max())
     y_val = [np.asarray(j.y_val, np.int32) for j in jobs]
+    state = (_NumbaState if backend() == "numba" else _TfState)(arch, weights0, x, y, sw, x_val, n_val)
 
     rngs = [np.random.default_rng([int(j.seed), 11]) for j in jobs]
     states = []
@@ -400,11 +529,10 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
     results: list[Optional[BankFit]] = [None] * B
 
     def finish(done_rows: list[int]) -> None:
-        arrays = [a.numpy() for a in best]
-        for row in done_rows:
+        for row, weights in zip(done_rows, state.best(done_rows)):
             job = alive[row]
             fit = BankFit(pd.DataFrame(rows[job], columns=["epoch", "loss", "val_loss", "accuracy", "val_accuracy"]),
-                          int(best_epoch[job]), len(rows[job]), float(seconds[job]), [a[row].copy() for a in arrays])
+                          int(best_epoch[job]), len(rows[job]), float(seconds[job]), weights)
             results[job] = fit
             if on_done is not None:
                 on_done(job, fit)
@@ -428,9 +556,8 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
                 states[b] = after[r]
                 for s, u in enumerate(draws[r]):
                     keep[r, s, :len(u) // Q] = u.reshape(-1, Q) >= np.float32(arch.dropout)
-        w, m, v, steps, total, hits = train_epoch(w, m, v, steps, x, y, sw, order, mask, keep)
-        prob = predict(w, x_val).numpy()
-        total, hits = total.numpy(), hits.numpy()
+        total, hits = state.epoch(order, mask, keep)
+        prob = state.predict()
         improved, stopped = np.zeros(len(alive), bool), []
         for r, b in enumerate(alive):
             p = prob[r, :len(y_val[b])]
@@ -445,8 +572,7 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
                 if wait[b] >= t.patience:
                     stopped.append(r)
         if improved.any():
-            on = tf.constant(improved)
-            best = [tf.where(tf.reshape(on, [-1] + [1] * (len(a.shape) - 1)), a, bb) for a, bb in zip(w, best)]
+            state.remember(improved)
         elapsed = time.perf_counter() - start
         share = n_steps[alive] / n_steps[alive].sum()
         seconds[alive] += elapsed * share
@@ -458,9 +584,7 @@ def train_bank(jobs: Sequence[BankJob], *, variant: str, frames: int, n_landmark
             keep_rows = [r for r in range(len(alive)) if r not in set(done)]
             if not keep_rows:
                 break
-            idx = tf.constant(keep_rows, tf.int32)
-            w, best = ([tf.gather(a, idx) for a in arrs] for arrs in (w, best))
-            m, v, steps, x, y, sw, x_val = (tf.gather(a, idx) for a in (m, v, steps, x, y, sw, x_val))
+            state.compact(keep_rows)
             alive = [alive[r] for r in keep_rows]
         if on_epoch is not None:
             on_epoch(epoch, 0 if last else len(alive))
