@@ -5,19 +5,20 @@ CPU each of its ops makes a full pass through memory over the convolution's outp
 P x (K - 2) x F floats per step) and its gradient, and a dozen small kernels launch per step at
 small K: measured, its step was 5-6 times the time of its floating-point work. Here one call
 trains every unit of a bank for one epoch, the units split over the cores, and each unit's step
-is written out by hand so that what it touches stays in cache: the convolution, its ReLU and
-BatchNorm's batch statistics in one pass; the BatchNorm-folded LSTM input projection, its
-gradient and the gradient it sends back to the convolution as row-blocked multiply-adds (a row
-of weights is read once per block of 8 frames, zero activations skipped); the recurrence, the
-head and their gradients in small loops.
+is written out by hand: the convolution, its ReLU and BatchNorm's batch statistics in one pass;
+the BatchNorm-folded LSTM input projection, its gradient and the gradient it sends back to the
+convolution as three BLAS products (one BLAS thread per kernel thread: see
+:func:`emolib.training.bank._one_blas_thread`); the recurrence, the head and their gradients in
+small loops. Measured on 2 cores it is not yet faster than the TensorFlow bank in the demo
+(docs/MEASUREMENTS.md), so it is opt-in (``EMOLIB_BANK_BACKEND=numba``).
 
 The arithmetic is the TensorFlow bank's (and so tf-keras' single-model training's, up to
 float32 rounding): the same forward pass, the exact gradient of the same loss, Adam with one
 step counter per unit, BatchNorm's moving statistics through Bessel's correction and back.
 Sums over many terms (BatchNorm's statistics, the convolution's kernel gradient) accumulate in
-float64. No fast-math flag is used: the loops vectorise as written (each inner loop runs over
-independent outputs), so a kernel compiled fresh and the same kernel loaded from numba's cache
-give the same bits.
+float64. No fast-math flag is used, so a kernel compiled fresh and the same kernel loaded from
+numba's cache round alike (not all loops vectorise without one: measuring which cost what is
+the next step, docs/MEASUREMENTS.md).
 
 Weights travel as one flat float32 row per unit (``model.get_weights()`` flattened and
 concatenated, ``offsets`` marking where each starts), Adam's moments as rows of the same
@@ -39,7 +40,7 @@ AVAILABLE = numba is not None
 
 # FC1 activations, by code.
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu")
-_RB = 8  # frames per row block of the input projection
+_RB = 8  # frames per block in the convolution's gradient
 
 if AVAILABLE:
     @numba.njit(cache=True, inline="always")
@@ -85,22 +86,6 @@ if AVAILABLE:
                 for f in range(F):
                     v = acc[f] + cb[f]
                     zrow[out + f] = v if v > 0 else np.float32(0.0)
-
-    @numba.njit(cache=True)
-    def _project(z, n_rows, wa, beff, xw):
-        """xw[r] = beff + z[r] @ wa for the first n_rows rows, row-blocked, zeros skipped."""
-        D, G = wa.shape
-        for r0 in range(0, n_rows, _RB):
-            r1 = min(r0 + _RB, n_rows)
-            for r in range(r0, r1):
-                for g in range(G):
-                    xw[r, g] = beff[g]
-            for d in range(D):
-                for r in range(r0, r1):
-                    zv = z[r, d]
-                    if zv != 0:
-                        for g in range(G):
-                            xw[r, g] += zv * wa[d, g]
 
     @numba.njit(cache=True)
     def _fold(wx, a, c, bl, F, wa, beff):
