@@ -67,6 +67,13 @@ if AVAILABLE:
             return out * (np.float32(1.0) - out)
         return np.float32(1.0) if out >= 0 else out + np.float32(1.0)
 
+    @numba.njit(cache=True, inline="always")
+    def _views(w, o, D, G, Q, R):
+        """One unit's flat row -> its 13 weights (views, model.get_weights() order; 2-D where Keras' are)."""
+        return (w[o[0]:o[1]], w[o[1]:o[2]], w[o[2]:o[3]], w[o[3]:o[4]], w[o[4]:o[5]], w[o[5]:o[6]],
+                w[o[6]:o[7]].reshape((D, G)), w[o[7]:o[8]].reshape((Q, G)), w[o[8]:o[9]],
+                w[o[9]:o[10]].reshape((Q, R)), w[o[10]:o[11]], w[o[11]:o[12]].reshape((R, 2)), w[o[12]:o[13]])
+
     @numba.njit(cache=True)
     def _convolve(xs, cw, cb, kh, kw, F, wo, zrow):
         """One frame (2, K) -> zrow (ho * wo * F,), Keras' (h, w, f) order, after the ReLU."""
@@ -166,25 +173,9 @@ if AVAILABLE:
         o = offsets
         for b in numba.prange(B):
             w = W[b]
-            cw, cb = w[o[0]:o[1]], w[o[1]:o[2]]
-            gam, bet, mm, mv = w[o[2]:o[3]], w[o[3]:o[4]], w[o[4]:o[5]], w[o[5]:o[6]]
-            wx = w[o[6]:o[7]].reshape((D, G))
-            u = w[o[7]:o[8]].reshape((Q, G))
-            bl = w[o[8]:o[9]]
-            w1 = w[o[9]:o[10]].reshape((Q, R))
-            b1 = w[o[10]:o[11]]
-            w2 = w[o[11]:o[12]].reshape((R, 2))
-            b2 = w[o[12]:o[13]]
+            cw, cb, gam, bet, mm, mv, wx, u, bl, w1, b1, w2, b2 = _views(w, o, D, G, Q, R)
             grad = np.zeros(NW, np.float32)
-            dcw, dcb = grad[o[0]:o[1]], grad[o[1]:o[2]]
-            dgam, dbet = grad[o[2]:o[3]], grad[o[3]:o[4]]
-            dwx = grad[o[6]:o[7]].reshape((D, G))
-            du = grad[o[7]:o[8]].reshape((Q, G))
-            dbl = grad[o[8]:o[9]]
-            dw1 = grad[o[9]:o[10]].reshape((Q, R))
-            db1 = grad[o[10]:o[11]]
-            dw2 = grad[o[11]:o[12]].reshape((R, 2))
-            db2 = grad[o[12]:o[13]]
+            dcw, dcb, dgam, dbet, _, _, dwx, du, dbl, dw1, db1, dw2, db2 = _views(grad, o, D, G, Q, R)
             rows = bs * P
             z = np.empty((rows, D), np.float32)
             xw = np.empty((rows, G), np.float32)
@@ -398,15 +389,7 @@ if AVAILABLE:
         chunk = 16
         for b in numba.prange(B):
             w = W[b]
-            cw, cb = w[o[0]:o[1]], w[o[1]:o[2]]
-            gam, bet, mm, mv = w[o[2]:o[3]], w[o[3]:o[4]], w[o[4]:o[5]], w[o[5]:o[6]]
-            wx = w[o[6]:o[7]].reshape((D, G))
-            u = w[o[7]:o[8]].reshape((Q, G))
-            bl = w[o[8]:o[9]]
-            w1 = w[o[9]:o[10]].reshape((Q, R))
-            b1 = w[o[10]:o[11]]
-            w2 = w[o[11]:o[12]].reshape((R, 2))
-            b2 = w[o[12]:o[13]]
+            cw, cb, gam, bet, mm, mv, wx, u, bl, w1, b1, w2, b2 = _views(w, o, D, G, Q, R)
             a = np.empty(F, np.float32)
             c = np.empty(F, np.float32)
             for f in range(F):
