@@ -40,7 +40,6 @@ AVAILABLE = numba is not None
 
 # FC1 activations, by code.
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu")
-_RB = 8  # frames per block in the convolution's gradient
 
 if AVAILABLE:
     @numba.njit(cache=True, inline="always")
@@ -341,22 +340,20 @@ if AVAILABLE:
                     kc = np.zeros(kh * kw * F, np.float64)
                     bc = np.zeros(F, np.float64)
                     yall = np.dot(gm[:n_rows], wa.T)
-                    for r0 in range(0, n_rows, _RB):
-                        r1 = min(r0 + _RB, n_rows)
-                        for r in range(r0, r1):
-                            i, t = r // P, r % P
-                            xs = x[b, order[b, s, i], t]
-                            for h in range(ho):
-                                for wpos in range(wo):
-                                    base = (h * wo + wpos) * F
-                                    for f in range(F):
-                                        zv = z[r, base + f]
-                                        if zv > 0:
-                                            dzp = yall[r, base + f] + ds1[f] + ds2[f] * zv
-                                            bc[f] += dzp
-                                            for dh_ in range(kh):
-                                                for dw_ in range(kw):
-                                                    kc[(dh_ * kw + dw_) * F + f] += dzp * xs[h + dh_, wpos + dw_]
+                    for r in range(n_rows):
+                        i, t = r // P, r % P
+                        xs = x[b, order[b, s, i], t]
+                        for h in range(ho):
+                            for wpos in range(wo):
+                                base = (h * wo + wpos) * F
+                                for f in range(F):
+                                    zv = z[r, base + f]
+                                    if zv > 0:
+                                        dzp = yall[r, base + f] + ds1[f] + ds2[f] * zv
+                                        bc[f] += dzp
+                                        for dh_ in range(kh):
+                                            for dw_ in range(kw):
+                                                kc[(dh_ * kw + dw_) * F + f] += dzp * xs[h + dh_, wpos + dw_]
                     for j in range(kh * kw * F):
                         dcw[j] += kc[j]
                     for f in range(F):
