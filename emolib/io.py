@@ -146,8 +146,10 @@ def upsert_csv(path: str | os.PathLike, new, key: Sequence[str], *, columns: Opt
         if not len(new):
             table = old
         else:
-            old_keys = old[list(key)].astype(str).agg("|".join, axis=1)
-            new_keys = set(new[list(key)].astype(str).agg("|".join, axis=1))
+            # Keys compared as text, column by column (a row-wise join in Python took seconds on
+            # the learning-curve tables of a stage's hundreds of models).
+            old_keys = pd.MultiIndex.from_frame(old[list(key)].astype(str))
+            new_keys = pd.MultiIndex.from_frame(new[list(key)].astype(str))
             old = old[~old_keys.isin(new_keys)]
             table = pd.concat([old, new], ignore_index=True) if len(old) else new.copy()
     else:

@@ -47,6 +47,7 @@ import numpy as np
 
 from emolib import io
 from emolib.errors import DataError, ParamsError
+from emolib.keras_files import save_model
 from emolib.landmarks import LandmarkSet
 from emolib.vocab import VARIANTS, FcActivation
 
@@ -367,7 +368,7 @@ def save_unit(path: Path, model, mean: np.ndarray, std: np.ndarray, landmark_ids
     """
     _, scaler, record_path = unit_files(path)
     with io.atomic_path(path) as tmp:
-        model.save(tmp)
+        save_model(model, tmp)  # the file model.save writes, without its cost (emolib.keras_files)
     io.write_npz(scaler, mean=mean, std=std, landmark_ids=np.asarray(landmark_ids, np.int64),
                  hyper=np.asarray(record["hyper"], np.int64), reference=np.array(record["reference"]))
     io.write_json(record_path, _with_file_keys(path, record))  # last: its presence marks the unit finished
