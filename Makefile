@@ -42,6 +42,7 @@ bench: $(STAMP) ## print the extraction, IG and training benchmarks
 	$(BIN)/python benchmarks/extraction.py
 	$(BIN)/python benchmarks/ig.py
 	$(BIN)/python benchmarks/training.py
+	$(BIN)/python benchmarks/saving.py
 
 clean-runs: ## delete runs/
 	rm -rf runs
