@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv, install emolib with its pinned dependencies, register the Jupyter kernel
 
-demo: $(STAMP) ## run the demo study end to end into runs/demo (9-20 minutes on 2 cores: README, "Cost")
+demo: $(STAMP) ## run the demo study end to end into runs/demo (7.5-20 minutes on 2 cores: README, "Cost")
 	$(BIN)/emolib run params/demo.yaml --out runs/demo --kernel $(KERNEL)
 
 smoke: $(STAMP) ## run the tiny smoke study into runs/smoke (a few minutes)

@@ -45,8 +45,8 @@ def main() -> None:
                            for _ in range(SAVES)]
                 save_model(model, ours_path)  # learns the layout once per model, as a stage does
                 times = {}
-                for name, write, path in (("keras", lambda p: model.save(p), keras_path),
-                                          ("emolib", lambda p: save_model(model, p), ours_path)):
+                for name, write, path in (("keras", model.save, keras_path),
+                                          ("emolib", lambda p, m=model: save_model(m, p), ours_path)):
                     start = time.perf_counter()
                     for w in weights:
                         model.set_weights(w)

@@ -1,8 +1,8 @@
 """Writing tf-keras ``.keras`` files fast: the archive Keras writes, without Keras' walk over the model.
 
-``model.save(path)`` spends about 45 ms on a demo model (measured on a 2-core CPU; stage 04 saves
-600 of them), nearly all of it in Keras' generic search for the model's state: every attribute of
-every layer is visited, its JSON metadata built. The archive it writes is always the same three
+``model.save(path)`` spends 25-32 ms on a demo model (``benchmarks/saving.py``, 2-core CPU; stage
+04 saves 600 of them), most of it in Keras' generic search for the model's state: every attribute
+of every layer is visited, its JSON metadata built. The archive it writes is always the same three
 members, ``metadata.json`` (Keras' version, the date), ``config.json`` (the architecture) and
 ``model.weights.h5`` (the variables), and for one model object only the variables' values change
 from one save to the next.
@@ -14,8 +14,11 @@ HDF5 file of that first save with the current values written into its datasets i
 layout, groups and attributes are Keras' own), a fresh ``metadata.json``. The file is the one
 ``model.save`` writes for the same model, byte for byte but for the date
 (``tests/test_keras_files.py``); ``keras.models.load_model`` reads it unchanged. A model whose
-layout does not match what was learnt (a variable added, a layer frozen), or one whose file this
-shortcut cannot map, is saved by ``model.save``.
+layout or settings do not match what was learnt (a variable added, a layer frozen, a learning
+rate changed) is learnt again; one whose file this shortcut cannot map is saved by ``model.save``.
+What is not looked at: a layer's other settings changed on the built layer (its activation, a
+dropout rate), which Keras' config would show; emolib saves the models of its trainer pool,
+which are built once and never reconfigured.
 """
 from __future__ import annotations
 
@@ -56,12 +59,22 @@ def _variables(model) -> list:
     return list(model.weights) + extra
 
 
+def _settings(model) -> str:
+    """The compile settings and the optimizer's, as config.json holds them (a learning rate set
+    after compiling shows only in the optimizer's)."""
+    compiled = model.get_compile_config() if hasattr(model, "get_compile_config") else None
+    optimizer = getattr(model, "optimizer", None)
+    current = optimizer.get_config() if optimizer is not None and hasattr(optimizer, "get_config") else None
+    return json.dumps([compiled, current], sort_keys=True, default=str)
+
+
 def _signature(model) -> tuple:
-    """What the archive's layout depends on besides the values: the variables' names, shapes,
-    dtypes and trainability, and the layers' names and trainability."""
+    """What the archive depends on besides the values: the variables' names, shapes, dtypes and
+    trainability, the layers' names and trainability, the compile and optimizer settings."""
     return (tuple((v.name, tuple(v.shape), v.dtype.name, bool(getattr(v, "trainable", False)))
                   for v in _variables(model)),
-            tuple((layer.name, bool(layer.trainable)) for layer in model.layers), bool(model.trainable))
+            tuple((layer.name, bool(layer.trainable)) for layer in model.layers), bool(model.trainable),
+            _settings(model))
 
 
 def _learn(model) -> Optional[_Template]:

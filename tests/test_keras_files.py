@@ -65,3 +65,11 @@ def test_keeps_the_models_values(tmp_path):
     save_model(model, tmp_path / "m.keras")  # learning the layout marks every variable, then restores
     for got, want in zip(model.get_weights(), before):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_changed_learning_rate_is_followed(tmp_path):
+    # config.json holds the compile settings, the optimizer's learning rate among them.
+    model = build_model("t-emo", **SMALL, learning_rate=1e-3, seed=0)
+    _assert_same_file(model, tmp_path, "before")
+    model.optimizer.learning_rate = 0.5
+    _assert_same_file(model, tmp_path, "new-rate")
