@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import tempfile
 import weakref
 import zipfile
 from dataclasses import dataclass
@@ -38,18 +39,17 @@ _METADATA, _CONFIG, _WEIGHTS = "metadata.json", "config.json", "model.weights.h5
 
 @dataclass(frozen=True)
 class _Template:
-    """What one Keras save of a model taught: its layout signature, its config, its HDF5 file and
-    which dataset holds which variable."""
+    """What one Keras save of a model taught: its config, its HDF5 file and which dataset holds
+    which variable."""
 
-    signature: tuple
     keras_version: str
     config: bytes
     weights_h5: bytes
     datasets: tuple  # (dataset path, index into _variables(model)), one per dataset
 
 
-_TEMPLATES: "weakref.WeakKeyDictionary[Any, _Template]" = weakref.WeakKeyDictionary()
-_UNMAPPABLE: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
+# model -> (the signature it was learnt under, its template or None when it could not be mapped)
+_LEARNT: "weakref.WeakKeyDictionary[Any, tuple[tuple, Optional[_Template]]]" = weakref.WeakKeyDictionary()
 
 
 def _variables(model) -> list:
@@ -88,9 +88,10 @@ def _learn(model) -> Optional[_Template]:
     try:
         for i, v in enumerate(variables):
             v.assign(np.full(tuple(v.shape), i + 1, dtype=v.dtype.as_numpy_dtype))
-        with _TemporaryKerasPath() as tmp:
-            model.save(tmp)
-            raw = Path(tmp).read_bytes()
+        with tempfile.TemporaryDirectory(prefix="emolib-keras-") as folder:
+            tmp = Path(folder) / "template.keras"  # Keras insists on the suffix
+            model.save(str(tmp))
+            raw = tmp.read_bytes()
     finally:
         for v, value in zip(variables, saved):
             v.assign(value)
@@ -113,35 +114,16 @@ def _learn(model) -> Optional[_Template]:
             datasets.append((name, matches[0]))
     if sorted(i for _, i in datasets) != list(range(len(variables))):
         return None
-    return _Template(_signature(model), str(metadata.get("keras_version")), config, weights_h5, tuple(datasets))
-
-
-class _TemporaryKerasPath:
-    """A temporary ``.keras`` path (Keras insists on the suffix), removed afterwards."""
-
-    def __enter__(self) -> str:
-        import tempfile
-
-        self._dir = tempfile.TemporaryDirectory(prefix="emolib-keras-")
-        return str(Path(self._dir.name) / "template.keras")
-
-    def __exit__(self, *exc) -> None:
-        self._dir.cleanup()
+    return _Template(str(metadata.get("keras_version")), config, weights_h5, tuple(datasets))
 
 
 def _template(model) -> Optional[_Template]:
+    """The model's template, learnt again whenever its signature changed; None: not mappable."""
     signature = _signature(model)
-    template = _TEMPLATES.get(model)
-    if template is not None and template.signature == signature:
-        return template
-    if _UNMAPPABLE.get(model) == signature:
-        return None
-    template = _learn(model)
-    if template is None:
-        _UNMAPPABLE[model] = signature
-        return None
-    _TEMPLATES[model] = template
-    return template
+    learnt = _LEARNT.get(model)
+    if learnt is None or learnt[0] != signature:
+        learnt = _LEARNT[model] = (signature, _learn(model))
+    return learnt[1]
 
 
 def save_model(model, path: str | Path) -> None:

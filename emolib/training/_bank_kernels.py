@@ -73,6 +73,15 @@ if AVAILABLE:
                 w[o[6]:o[7]].reshape((D, G)), w[o[7]:o[8]].reshape((Q, G)), w[o[8]:o[9]],
                 w[o[9]:o[10]].reshape((Q, R)), w[o[10]:o[11]], w[o[11]:o[12]].reshape((R, 2)), w[o[12]:o[13]])
 
+    @numba.njit(cache=True, inline="always")
+    def _lstm_scratch(rows, Q):
+        """The recurrence's per-row buffers, (rows, Q) each: the four gates, the cell state, its
+        tanh and the hidden state (what :func:`_lstm_head` fills and backprop reads)."""
+        return (np.empty((rows, Q), np.float32), np.empty((rows, Q), np.float32),
+                np.empty((rows, Q), np.float32), np.empty((rows, Q), np.float32),
+                np.empty((rows, Q), np.float32), np.empty((rows, Q), np.float32),
+                np.empty((rows, Q), np.float32))
+
     @numba.njit(cache=True)
     def _convolve(xs, cw, cb, kh, kw, F, wo, zrow):
         """One frame (2, K) -> zrow (ho * wo * F,), Keras' (h, w, f) order, after the ReLU."""
@@ -179,13 +188,7 @@ if AVAILABLE:
             z = np.empty((rows, D), np.float32)
             xw = np.empty((rows, G), np.float32)
             gm = np.empty((rows, G), np.float32)
-            gi = np.empty((rows, Q), np.float32)
-            gf = np.empty((rows, Q), np.float32)
-            gg = np.empty((rows, Q), np.float32)
-            go = np.empty((rows, Q), np.float32)
-            cs = np.empty((rows, Q), np.float32)
-            tc = np.empty((rows, Q), np.float32)
-            hs = np.empty((rows, Q), np.float32)
+            gi, gf, gg, go, cs, tc, hs = _lstm_scratch(rows, Q)
             hd = np.empty((bs, Q), np.float32)
             pre1 = np.empty((bs, R), np.float32)
             hid = np.empty((bs, R), np.float32)
@@ -398,13 +401,7 @@ if AVAILABLE:
             rows = chunk * P
             z = np.empty((rows, D), np.float32)
             xw = np.empty((rows, G), np.float32)
-            gi = np.empty((rows, Q), np.float32)
-            gf = np.empty((rows, Q), np.float32)
-            gg = np.empty((rows, Q), np.float32)
-            go = np.empty((rows, Q), np.float32)
-            cs = np.empty((rows, Q), np.float32)
-            tc = np.empty((rows, Q), np.float32)
-            hs = np.empty((rows, Q), np.float32)
+            gi, gf, gg, go, cs, tc, hs = _lstm_scratch(rows, Q)
             hd = np.empty(Q, np.float32)
             pre1 = np.empty(R, np.float32)
             hid = np.empty(R, np.float32)
